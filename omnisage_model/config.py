@@ -1,0 +1,56 @@
+"""Model and training configuration; defaults are the paper's production settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    n_text_buckets: int = 1 << 18
+    text_dim: int = 128
+    image_dim: int = 1024
+    width: int = 768
+    heads: int = 12
+    layers: int = 1
+    mlp_dim: int = 3072
+    out_dim: int = 256
+    seq_width: int = 512
+    seq_heads: int = 4
+    seq_layers: int = 4
+    seq_max_len: int = 256
+    # Best-scored neighbour tokens kept per subgraph (None: all sampled, 25+75 and 50 in the paper).
+    max_neighbors_per_subgraph: int | None = None
+    dropout: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 1000
+    pair_batch_size: int = 512
+    user_batch_size: int = 64
+    random_negatives: int = 1024
+    temperature: float = 0.05
+    lr: float = 5e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    pair_weight: float = 1.0
+    user_weight: float = 1.0
+    future_window: int = 16  # actions ahead from which the future-action target is drawn
+    seed: int = 0
+    log_every: int = 10
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

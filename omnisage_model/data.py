@@ -1,0 +1,282 @@
+"""Arrow tables in, dense tensors out: the model's view of nodes, neighbourhoods and tasks.
+
+Nodes share one index space: Pins are ``0..P-1`` in ``pin_features`` order and boards
+``P..P+B-1`` in ``board_features`` order. Every table is checked before training starts so
+a wrong width or a NaN fails with the table and column named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+PIN_TYPE, BOARD_TYPE = 0, 1
+NODE_TYPES = {"pin": PIN_TYPE, "board": BOARD_TYPE}
+SUBGRAPHS = ("pin_board", "pin_pin")
+BUNDLE_TABLES = ("pin_features", "board_features", "neighborhoods", "pairs", "sequences")
+
+
+class BundleError(ValueError):
+    """Training inputs are malformed; the message names the table and column."""
+
+
+TEXT_BUCKETS_KEY = b"n_text_buckets"
+
+
+def text_buckets(features: pa.Table) -> int:
+    """Number of text hash buckets, recorded in the feature table's schema metadata."""
+    meta = features.schema.metadata or {}
+    if TEXT_BUCKETS_KEY not in meta:
+        raise BundleError("feature table lacks the 'n_text_buckets' schema metadata written by content_features")
+    return int(meta[TEXT_BUCKETS_KEY])
+
+
+def read_bundle(directory: Path | str) -> dict[str, pa.Table]:
+    """Read ``<name>.parquet`` for every table the model needs from ``directory``."""
+    directory = Path(directory)
+    missing = [n for n in BUNDLE_TABLES if not (directory / f"{n}.parquet").exists()]
+    if missing:
+        raise BundleError(f"{directory}: missing {', '.join(m + '.parquet' for m in missing)}")
+    return {n: pq.read_table(directory / f"{n}.parquet") for n in BUNDLE_TABLES}
+
+
+def _padded(lists: pa.ChunkedArray | pa.Array, width: int, fill: float, dtype: np.dtype) -> np.ndarray:
+    """Right-padded (rows, width) matrix from a list column, truncating longer rows."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    lists = pc.fill_null(lists, pa.scalar([], lists.type)) if lists.null_count else lists
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(dtype)
+    out = np.full((len(lengths), width), fill, dtype=dtype)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    pos = np.arange(len(values)) - np.repeat(starts, lengths)
+    row = np.repeat(np.arange(len(lengths)), lengths)
+    keep = pos < width
+    out[row[keep], pos[keep]] = values[keep]
+    return out
+
+
+def _require_column(table: pa.Table, name: str, column: str) -> pa.ChunkedArray:
+    if column not in table.column_names:
+        raise BundleError(f"{name}: missing column '{column}' (has {table.column_names})")
+    return table[column]
+
+
+def _finite(array: np.ndarray, name: str, column: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise BundleError(f"{name}: column '{column}' row {row} holds NaN or infinite values")
+
+
+@dataclasses.dataclass
+class FeatureStore:
+    """Every node's raw features and neighbourhood, as tensors on one device."""
+
+    pin_ids: np.ndarray
+    board_ids: np.ndarray
+    text: torch.Tensor  # (N, L) bucket ids, 0 = padding
+    image: torch.Tensor  # (N, image_dim), zeros where has_image is False
+    has_image: torch.Tensor  # (N,) bool
+    log_degree: torch.Tensor  # (N,)
+    node_type: torch.Tensor  # (N,) 0 pin, 1 board
+    nbr_index: torch.Tensor  # (N, K) global node index, -1 = padding
+    nbr_score: torch.Tensor  # (N, K)
+    nbr_subgraph: torch.Tensor  # (N, K) index into SUBGRAPHS
+
+    @property
+    def n_pins(self) -> int:
+        return len(self.pin_ids)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.pin_ids) + len(self.board_ids)
+
+    @property
+    def image_dim(self) -> int:
+        return int(self.image.shape[1])
+
+    def to(self, device: torch.device | str) -> "FeatureStore":
+        return dataclasses.replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)
+            },
+        )
+
+    def pin_index(self, ids: np.ndarray | pa.Array, what: str = "pin ids") -> np.ndarray:
+        return _lookup(self.pin_ids, ids, what)
+
+    def board_index(self, ids: np.ndarray | pa.Array, what: str = "board ids") -> np.ndarray:
+        return _lookup(self.board_ids, ids, what) + self.n_pins
+
+
+def _lookup(universe: np.ndarray, ids: np.ndarray | pa.Array, what: str) -> np.ndarray:
+    idx = pc.index_in(pa.array(np.asarray(ids)), value_set=pa.array(universe))
+    if idx.null_count:
+        unknown = np.asarray(ids)[pc.is_null(idx).to_numpy(zero_copy_only=False)]
+        raise BundleError(f"{len(unknown)} unknown {what}, e.g. {unknown[:5].tolist()}")
+    return idx.to_numpy().astype(np.int64)
+
+
+def build_feature_store(
+    tables: dict[str, pa.Table],
+    image_dim: int,
+    n_text_buckets: int,
+    max_text_tokens: int = 32,
+    max_neighbors_per_subgraph: int | None = None,
+) -> FeatureStore:
+    pins, boards = tables["pin_features"], tables["board_features"]
+    pin_ids = _require_column(pins, "pin_features", "pin_id").to_numpy()
+    board_ids = _require_column(boards, "board_features", "board_id").to_numpy()
+    text = np.concatenate(
+        [
+            _padded(_require_column(pins, "pin_features", "text_ngrams"), max_text_tokens, 0, np.int64),
+            _padded(_require_column(boards, "board_features", "text_ngrams"), max_text_tokens, 0, np.int64),
+        ]
+    )
+    if text.size and text.max() > n_text_buckets:
+        raise BundleError(
+            f"pin_features/board_features: column 'text_ngrams' holds bucket id {int(text.max())}, "
+            f"the model has {n_text_buckets} buckets"
+        )
+    image_col = _require_column(pins, "pin_features", "image").combine_chunks()
+    lengths = pc.drop_null(pc.list_value_length(image_col)).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != image_dim).any():
+        row = int(np.flatnonzero(pc.fill_null(pc.list_value_length(image_col), image_dim).to_numpy() != image_dim)[0])
+        raise BundleError(
+            f"pin_features: column 'image' row {row} has width "
+            f"{pc.list_value_length(image_col)[row].as_py()}, the model expects {image_dim}"
+        )
+    pin_image = _padded(image_col, image_dim, 0.0, np.float32)
+    _finite(pin_image, "pin_features", "image")
+    image = np.concatenate([pin_image, np.zeros((len(board_ids), image_dim), np.float32)])
+    has_image = np.concatenate([pc.is_valid(image_col).to_numpy(zero_copy_only=False), np.zeros(len(board_ids), bool)])
+    log_degree = np.concatenate(
+        [
+            _require_column(pins, "pin_features", "log_degree").to_numpy().astype(np.float32),
+            _require_column(boards, "board_features", "log_degree").to_numpy().astype(np.float32),
+        ]
+    )
+    _finite(log_degree, "pin_features/board_features", "log_degree")
+    node_type = np.concatenate([np.zeros(len(pin_ids), np.int64), np.ones(len(board_ids), np.int64)])
+
+    store = FeatureStore(
+        pin_ids=pin_ids,
+        board_ids=board_ids,
+        text=torch.from_numpy(text),
+        image=torch.from_numpy(image),
+        has_image=torch.from_numpy(has_image),
+        log_degree=torch.from_numpy(log_degree),
+        node_type=torch.from_numpy(node_type),
+        nbr_index=torch.empty(0),
+        nbr_score=torch.empty(0),
+        nbr_subgraph=torch.empty(0),
+    )
+    _attach_neighborhoods(store, tables["neighborhoods"], max_neighbors_per_subgraph)
+    return store
+
+
+def _attach_neighborhoods(store: FeatureStore, nb: pa.Table, per_subgraph: int | None) -> None:
+    """Concatenate each node's subgraph neighbourhoods (in SUBGRAPHS order) into fixed slots,
+    keeping at most ``per_subgraph`` best-scored neighbours from each subgraph."""
+    n = store.n_nodes
+    per_node: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for s, subgraph in enumerate(SUBGRAPHS):
+        part = nb.filter(pc.equal(nb["subgraph"], subgraph))
+        if not part.num_rows:
+            continue
+        is_pin = pc.equal(part["node_type"], "pin").to_numpy(zero_copy_only=False)
+        ids = part["node_id"].to_numpy()
+        owner = np.empty(part.num_rows, np.int64)
+        if is_pin.any():
+            owner[is_pin] = store.pin_index(ids[is_pin], f"neighborhoods.node_id ({subgraph})")
+        if (~is_pin).any():
+            owner[~is_pin] = store.board_index(ids[~is_pin], f"neighborhoods.node_id ({subgraph})")
+        lengths = pc.list_value_length(part["neighbor_id"]).to_numpy(zero_copy_only=False).astype(np.int64)
+        nbr_ids = pc.list_flatten(part["neighbor_id"]).to_numpy()
+        nbr_is_pin = pc.equal(pc.list_flatten(part["neighbor_type"]), "pin").to_numpy(zero_copy_only=False)
+        nbr = np.empty(len(nbr_ids), np.int64)
+        nbr[nbr_is_pin] = store.pin_index(nbr_ids[nbr_is_pin], "neighborhoods.neighbor_id")
+        nbr[~nbr_is_pin] = store.board_index(nbr_ids[~nbr_is_pin], "neighborhoods.neighbor_id")
+        score = pc.list_flatten(part["score"]).to_numpy().astype(np.float32)
+        _finite(score, "neighborhoods", "score")
+        rank = np.arange(len(nbr)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        keep = rank < (per_subgraph if per_subgraph is not None else len(nbr) + 1)
+        per_node.append((np.repeat(owner, lengths)[keep], nbr[keep], score[keep], np.full(int(keep.sum()), s)))
+
+    if not per_node:
+        width = 1
+        store.nbr_index = torch.full((n, width), -1, dtype=torch.long)
+        store.nbr_score = torch.zeros((n, width))
+        store.nbr_subgraph = torch.zeros((n, width), dtype=torch.long)
+        return
+    owner = np.concatenate([p[0] for p in per_node])
+    nbr = np.concatenate([p[1] for p in per_node])
+    score = np.concatenate([p[2] for p in per_node])
+    sub = np.concatenate([p[3] for p in per_node])
+    order = np.argsort(owner, kind="stable")  # keeps subgraph then proximity order
+    owner, nbr, score, sub = owner[order], nbr[order], score[order], sub[order]
+    counts = np.bincount(owner, minlength=n)
+    width = max(int(counts.max()), 1)
+    slot = np.arange(len(owner)) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    index = np.full((n, width), -1, np.int64)
+    scores = np.zeros((n, width), np.float32)
+    subs = np.zeros((n, width), np.int64)
+    index[owner, slot] = nbr
+    scores[owner, slot] = score
+    subs[owner, slot] = sub
+    store.nbr_index = torch.from_numpy(index)
+    store.nbr_score = torch.from_numpy(scores)
+    store.nbr_subgraph = torch.from_numpy(subs)
+
+
+@dataclasses.dataclass
+class TaskData:
+    """Entity-entity pairs and user sequences as node indices."""
+
+    pair_query: torch.Tensor  # (M,) global node index
+    pair_positive: torch.Tensor  # (M,) global node index (Pins)
+    sequences: torch.Tensor  # (U, T) Pin index, -1 = padding (right)
+    sequence_length: torch.Tensor  # (U,)
+    user_ids: np.ndarray
+
+
+def build_task_data(tables: dict[str, pa.Table], store: FeatureStore, max_len: int) -> TaskData:
+    pairs = tables["pairs"]
+    qtype = _require_column(pairs, "pairs", "query_type")
+    qid = _require_column(pairs, "pairs", "query_id").to_numpy()
+    is_pin = pc.equal(qtype, "pin").to_numpy(zero_copy_only=False)
+    query = np.empty(len(qid), np.int64)
+    query[is_pin] = store.pin_index(qid[is_pin], "pairs.query_id")
+    query[~is_pin] = store.board_index(qid[~is_pin], "pairs.query_id")
+    positive = store.pin_index(_require_column(pairs, "pairs", "pos_id").to_numpy(), "pairs.pos_id")
+
+    seqs = tables["sequences"]
+    pin_lists = _require_column(seqs, "sequences", "pin_ids").combine_chunks()
+    # Keep the most recent max_len actions of each user.
+    lengths = pc.list_value_length(pin_lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = store.pin_index(pc.list_flatten(pin_lists).to_numpy(), "sequences.pin_ids")
+    ends = np.cumsum(lengths)
+    starts = np.maximum(ends - max_len, ends - lengths)
+    kept = np.minimum(lengths, max_len)
+    seq = np.full((len(lengths), max(int(kept.max(initial=1)), 1)), -1, np.int64)
+    row = np.repeat(np.arange(len(lengths)), kept)
+    pos = np.arange(kept.sum()) - np.repeat(np.concatenate([[0], np.cumsum(kept)[:-1]]), kept)
+    src = np.repeat(starts, kept) + pos
+    seq[row, pos] = flat[src]
+    return TaskData(
+        pair_query=torch.from_numpy(query),
+        pair_positive=torch.from_numpy(positive),
+        sequences=torch.from_numpy(seq),
+        sequence_length=torch.from_numpy(kept),
+        user_ids=_require_column(seqs, "sequences", "user_id").to_numpy(),
+    )

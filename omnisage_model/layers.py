@@ -1,0 +1,52 @@
+"""A pre-norm transformer encoder layer on PyTorch's fused attention.
+
+``F.scaled_dot_product_attention`` picks flash or memory-efficient kernels on a GPU, which
+``nn.MultiheadAttention`` only does on its inference fast path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads = heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, width))
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
+        """``x`` (B, T, D); ``key_mask`` (B, T) True where a token may be attended to."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        if causal and mask is not None:
+            mask = mask & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            causal = False
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.proj(attn.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.norm2(x))
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:
+    """``layers`` linear layers with ReLU between them."""
+    dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < layers - 1:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)

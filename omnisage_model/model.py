@@ -1,0 +1,157 @@
+"""The OmniSage entity embedders and the user sequence model.
+
+An entity's tokens are ``[CLS] + own feature tokens + neighbour tokens`` (proximity order);
+one transformer per entity type aggregates them and the CLS output, through an MLP head
+and L2 normalisation, is the entity's embedding. Users are embedded by a causal
+transformer over the embeddings of the Pins they engaged with, so user gradients reach the
+Pin embedder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnisage_model.config import ModelConfig
+from omnisage_model.data import BOARD_TYPE, PIN_TYPE, SUBGRAPHS, FeatureStore
+from omnisage_model.layers import EncoderLayer, mlp
+
+ENTITY_TYPES = ("pin", "board")
+# Own-feature token slots: text, image (Pins only), log degree.
+TEXT_SLOT, IMAGE_SLOT, DEGREE_SLOT = 0, 1, 2
+
+
+class FeatureTokenizer(nn.Module):
+    """Each raw feature of each entity type becomes one width-``D`` token through a small MLP."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.width
+        self.text_bag = nn.EmbeddingBag(config.n_text_buckets + 1, config.text_dim, mode="mean", padding_idx=0)
+        self.text = nn.ModuleList([mlp(config.text_dim, d, d) for _ in ENTITY_TYPES])
+        self.image = mlp(config.image_dim, d, d)
+        self.degree = nn.ModuleList([mlp(1, d, d) for _ in ENTITY_TYPES])
+        self.slot = nn.Embedding(3, d)
+
+    def forward(self, store: FeatureStore, idx: torch.Tensor, entity_type: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (n, 3, D) and their mask (n, 3) for nodes ``idx``, all of ``entity_type``."""
+        text = self.text[entity_type](self.text_bag(store.text[idx]))
+        degree = self.degree[entity_type](store.log_degree[idx, None])
+        if entity_type == PIN_TYPE:
+            image = self.image(store.image[idx])
+            has_image = store.has_image[idx]
+        else:
+            image = torch.zeros_like(text)
+            has_image = torch.zeros(len(idx), dtype=torch.bool, device=text.device)
+        tokens = torch.stack([text, image, degree], dim=1) + self.slot.weight
+        mask = torch.stack([torch.ones_like(has_image), has_image, torch.ones_like(has_image)], dim=1)
+        return tokens, mask
+
+    def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
+        """One vector per node (mixed types): the masked sum of its feature tokens."""
+        out = torch.zeros(len(idx), self.slot.embedding_dim, device=store.text.device)
+        types = store.node_type[idx]
+        for t in (PIN_TYPE, BOARD_TYPE):
+            sel = types == t
+            if sel.any():
+                tokens, mask = self(store, idx[sel], t)
+                out = out.index_put((sel.nonzero().squeeze(1),), (tokens * mask[..., None]).sum(1))
+        return out
+
+
+class EntityEmbedder(nn.Module):
+    """Transformer aggregator for one entity type: CLS -> MLP head -> L2 norm."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.width
+        self.cls = nn.Parameter(torch.randn(d) * 0.02)
+        self.layers = nn.ModuleList(
+            EncoderLayer(d, config.heads, config.mlp_dim, config.dropout) for _ in range(config.layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = mlp(d, d, config.out_dim)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        cls = self.cls.expand(tokens.shape[0], 1, -1)
+        x = torch.cat([cls, tokens], dim=1)
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        for layer in self.layers:
+            x = layer(x, key_mask=mask)
+        return F.normalize(self.head(self.norm(x[:, 0])), dim=-1)
+
+
+class OmniSage(nn.Module):
+    """Embeds Pins and boards (``embed``) and user sequences (``embed_sequence``)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.width
+        self.features = FeatureTokenizer(config)
+        self.neighbor_type = nn.Embedding(len(ENTITY_TYPES), d)
+        self.neighbor_subgraph = nn.Embedding(len(SUBGRAPHS), d)
+        self.neighbor_score = mlp(1, d, d)
+        self.embedders = nn.ModuleList([EntityEmbedder(config) for _ in ENTITY_TYPES])
+        self.sequence = UserSequenceModel(config)
+
+    def _neighbor_tokens(self, store: FeatureStore, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nbr = store.nbr_index[idx]  # (n, K)
+        mask = nbr >= 0
+        unique, inverse = torch.unique(nbr[mask], return_inverse=True)
+        tokens = torch.zeros(*nbr.shape, self.config.width, device=nbr.device)
+        if len(unique):
+            summary = self.features.summary(store, unique)
+            extra = (
+                self.neighbor_type(store.node_type[nbr[mask]])
+                + self.neighbor_subgraph(store.nbr_subgraph[idx][mask])
+                + self.neighbor_score(store.nbr_score[idx][mask][:, None])
+            )
+            tokens = tokens.index_put(tuple(mask.nonzero().T), summary[inverse] + extra)
+        return tokens, mask
+
+    def embed(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings (n, out_dim) of nodes ``idx`` (Pins and boards mixed)."""
+        out = torch.zeros(len(idx), self.config.out_dim, device=idx.device)
+        types = store.node_type[idx]
+        for t in (PIN_TYPE, BOARD_TYPE):
+            sel = (types == t).nonzero().squeeze(1)
+            if len(sel) == 0:
+                continue
+            own, own_mask = self.features(store, idx[sel], t)
+            nbr, nbr_mask = self._neighbor_tokens(store, idx[sel])
+            emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1))
+            out = out.index_put((sel,), emb.to(out.dtype))
+        return out
+
+    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.sequence(pin_embeddings, lengths)
+
+
+class UserSequenceModel(nn.Module):
+    """Causal transformer over a user's chronological Pin embeddings (PinnerFormer style).
+
+    Output ``t`` summarises actions ``0..t`` and is the user's embedding at that step.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.inp = nn.Linear(config.out_dim, config.seq_width)
+        self.position = nn.Embedding(config.seq_max_len, config.seq_width)
+        self.layers = nn.ModuleList(
+            EncoderLayer(config.seq_width, config.seq_heads, 4 * config.seq_width, config.dropout)
+            for _ in range(config.seq_layers)
+        )
+        self.norm = nn.LayerNorm(config.seq_width)
+        self.out = nn.Linear(config.seq_width, config.out_dim)
+
+    def forward(self, pins: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim) L2-normalised."""
+        t = pins.shape[1]
+        positions = torch.arange(t, device=pins.device)
+        x = self.inp(pins) + self.position(positions)
+        mask = positions[None, :] < lengths[:, None]
+        for layer in self.layers:
+            x = layer(x, key_mask=mask, causal=True)
+        return F.normalize(self.out(self.norm(x)), dim=-1)
