@@ -15,6 +15,10 @@ from dagster_defs.definitions import build_definitions, storage_root
 from dagster_defs.partitions import GRAPH_WINDOW_DAYS, daily_partitions
 
 
+# Dagster's console logger at INFO: training progress, not every engine event.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def main() -> None:
     started = time.perf_counter()
     defs = build_definitions()
@@ -24,7 +28,9 @@ def main() -> None:
 
     def run(job: str, partition: str | None = None) -> dg.ExecuteInProcessResult:
         t = time.perf_counter()
-        result = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=partition)
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key=partition, run_config=QUIET
+        )
         print(f"  {job:16s} {partition or '':10s} ok in {time.perf_counter() - t:5.1f}s", flush=True)
         return result
 

@@ -63,7 +63,7 @@ def edge_problems(edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array) -> li
         for column, known, what in (("src_id", src_known, "pins"), ("dst_id", dst_known, dst_what)):
             unknown = pc.filter(part[column], pc.invert(pc.is_in(part[column], value_set=known)))
             if len(unknown):
-                sample = pc.unique(unknown).slice(0, 5).to_pylist()
+                sample = sorted(pc.unique(unknown).to_pylist())[:5]
                 problems.append(
                     f"{edge_type}.{column}: {len(unknown)} edge(s) reference unknown {what}, e.g. {sample}"
                 )

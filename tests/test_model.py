@@ -1,0 +1,139 @@
+"""omnisage_model on its own: shapes, losses, sketches, checkpoints and input validation."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from omnisage_assets.lib.edges import build_graph_edges
+from omnisage_assets.lib.examples import training_examples
+from omnisage_assets.lib.random_walks import SamplingConfig, sample_neighborhoods
+from omnisage_assets.lib.text_features import content_features, hashed_ngrams
+from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from omnisage_model.config import ModelConfig
+from omnisage_model.data import BundleError
+from omnisage_model.inference import embed_nodes, embed_users
+from omnisage_model.losses import CountMinSketch, sampled_softmax_loss
+from omnisage_model.model import OmniSage
+from omnisage_model.train import load_training_inputs
+
+SMALL = dict(width=32, heads=4, mlp_dim=64, out_dim=16, text_dim=16, seq_width=32, seq_heads=2, seq_layers=1, seq_max_len=16)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_world):
+    engagements = pa.concat_tables([tiny_world.engagements(d) for d in tiny_world.config.days[:3]])
+    pins, boards = tiny_world.pins()["pin_id"].combine_chunks(), tiny_world.boards()["board_id"].combine_chunks()
+    edges = build_graph_edges(engagements)
+    nb = sample_neighborhoods(edges, pins, boards, SamplingConfig(num_walks=20, pin_board_pins=4, pin_board_boards=4, pin_pin_pins=4))
+    content = content_features(tiny_world.pins(), tiny_world.boards(), n_buckets=1 << 12)
+    return training_examples(engagements, edges, nb, content, pins, boards)
+
+
+def _config(**kw):
+    return ModelConfig(**{**SMALL, "image_dim": 32, "n_text_buckets": 1 << 12, **kw})
+
+
+def test_hashed_ngrams_are_stable_and_in_range():
+    ids = hashed_ngrams("Cozy Reading Nook", 1000)
+    assert ids == hashed_ngrams("cozy reading nook", 1000)
+    assert len(ids) == 3 + 2 and all(1 <= i <= 1000 for i in ids)
+
+
+def test_embeddings_are_unit_vectors_of_the_configured_width(bundle):
+    config = _config()
+    store, tasks = load_training_inputs(bundle, config)
+    model = OmniSage(config)
+    nodes = embed_nodes(model, store, batch_size=256)
+    assert nodes.shape == (store.n_nodes, 16)
+    np.testing.assert_allclose(np.linalg.norm(nodes, axis=1), 1.0, atol=1e-5)
+    users = embed_users(model, nodes[: store.n_pins], tasks)
+    assert users.shape == (len(tasks.user_ids), 16)
+    np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
+
+
+def test_neighbor_cap_keeps_the_best_per_subgraph(bundle):
+    store, _ = load_training_inputs(bundle, _config(max_neighbors_per_subgraph=2))
+    assert store.nbr_index.shape[1] <= 4
+    full, _ = load_training_inputs(bundle, _config())
+    pin = 0
+    capped = store.nbr_index[pin][store.nbr_subgraph[pin] == 0][:2]
+    assert torch.equal(capped, full.nbr_index[pin][(full.nbr_subgraph[pin] == 0) & (full.nbr_index[pin] >= 0)][:2])
+
+
+def test_sequence_output_at_step_t_ignores_later_actions():
+    config = _config()
+    model = OmniSage(config).eval()
+    pins = torch.nn.functional.normalize(torch.randn(1, 6, 16), dim=-1)
+    changed = pins.clone()
+    changed[0, 4:] = torch.randn(2, 16)
+    a = model.embed_sequence(pins, torch.tensor([6]))
+    b = model.embed_sequence(changed, torch.tensor([6]))
+    torch.testing.assert_close(a[0, :4], b[0, :4])
+    assert not torch.allclose(a[0, 4:], b[0, 4:])
+
+
+def test_sampled_softmax_masks_duplicates_and_applies_log_q():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    cand = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    ids = torch.tensor([7, 8, 7])  # column 2 is item 7 again: not a negative for query 0
+    target = torch.tensor([0, 1])
+    loss = sampled_softmax_loss(q, cand, target, ids, torch.zeros(3), temperature=1.0)
+    expected_q0 = -torch.log_softmax(torch.tensor([1.0, 0.0]), 0)[0]
+    expected_q1 = -torch.log_softmax(torch.tensor([0.0, 1.0, 0.0]), 0)[1]
+    torch.testing.assert_close(loss, (expected_q0 + expected_q1) / 2)
+    # A large log Q on the positive lowers its corrected logit and raises the loss.
+    assert sampled_softmax_loss(q, cand, target, ids, torch.tensor([5.0, 5.0, 0.0]), 1.0) > loss
+
+
+def test_count_min_sketch_never_underestimates_and_finds_heavy_hitters():
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([np.full(5000, 123), rng.integers(0, 100_000, size=20_000)])
+    sketch = CountMinSketch(width=4096, depth=4)
+    sketch.update(torch.from_numpy(ids))
+    uniq, counts = np.unique(ids, return_counts=True)
+    est = sketch.estimate(torch.from_numpy(uniq)).numpy()
+    assert (est >= counts).all()
+    assert est[uniq == 123][0] == pytest.approx(5000, rel=0.01)
+    assert sketch.probability(torch.tensor([123])).item() == pytest.approx(5000 / len(ids), rel=0.01)
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = OmniSage(_config())
+    save_checkpoint(tmp_path / "ok", model, {"step": 3})
+    loaded, meta = load_checkpoint(tmp_path / "ok")
+    assert meta["step"] == 3
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+
+    (tmp_path / "ok" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt weights"):
+        load_checkpoint(tmp_path / "ok")
+
+    save_checkpoint(tmp_path / "foreign", model)
+    meta = json.loads((tmp_path / "foreign" / "config.json").read_text())
+    meta["format"] = "someone-else/2"
+    (tmp_path / "foreign" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="not an OmniSage checkpoint"):
+        load_checkpoint(tmp_path / "foreign")
+
+    save_checkpoint(tmp_path / "wider", OmniSage(_config(out_dim=8)))
+    # Weights of a narrower model under a config that promises the wider one.
+    (tmp_path / "wider" / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="do not fit this model"):
+        load_checkpoint(tmp_path / "wider")
+
+
+def test_bad_feature_tables_fail_before_training_with_the_column_named(bundle):
+    with pytest.raises(BundleError, match="column 'image' row 0 has width 32, the model expects 64"):
+        load_training_inputs(bundle, _config(image_dim=64))
+    image = bundle["pin_features"]["image"].to_pylist()
+    row = next(i for i, v in enumerate(image) if v is not None)
+    image[row] = [float("nan")] * 32
+    bad = dict(bundle, pin_features=bundle["pin_features"].set_column(2, "image", pa.array(image, pa.list_(pa.float32()))))
+    with pytest.raises(BundleError, match=f"column 'image' row {row} holds NaN"):
+        load_training_inputs(bad, _config())
+    with pytest.raises(BundleError, match="bucket id .* the model has 16 buckets"):
+        load_training_inputs(bundle, _config(n_text_buckets=16))

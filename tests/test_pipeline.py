@@ -1,0 +1,92 @@
+"""The whole asset graph on the tiny world, through Dagster, with checks and LanceDB."""
+
+import dagster as dg
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import FAST_TRAINING, MODEL_DAY, TINY
+from dagster_defs.definitions import build_definitions
+from dagster_defs.resources import WorldResource
+
+ALL_ASSETS = {
+    "pins", "boards", "engagements", "content_features", "graph_edges", "sampled_neighborhoods",
+    "training_examples", "omnisage_checkpoint", "entity_embeddings", "offline_evaluation",
+}
+
+
+def test_every_asset_materializes_and_every_check_passes(pipeline):
+    materialized, checks = set(), []
+    for result in pipeline["results"].values():
+        assert result.success
+        materialized |= {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        checks += result.get_asset_check_evaluations()
+    assert materialized == ALL_ASSETS
+    failed = [(c.asset_key.to_user_string(), c.description) for c in checks if not c.passed]
+    assert failed == []
+    assert {c.asset_key.to_user_string() for c in checks} == ALL_ASSETS
+
+
+def test_lineage_is_the_documented_graph(pipeline):
+    graph = pipeline["defs"].resolve_asset_graph()
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    assert parents["graph_edges"] == {"engagements"}
+    assert parents["sampled_neighborhoods"] == {"graph_edges", "pins", "boards"}
+    assert parents["content_features"] == {"pins", "boards"}
+    assert {"graph_edges", "sampled_neighborhoods", "content_features"} <= parents["training_examples"]
+    assert parents["omnisage_checkpoint"] == {"training_examples"}
+    assert "omnisage_checkpoint" in parents["entity_embeddings"]
+    assert parents["offline_evaluation"] >= {"entity_embeddings", "engagements"}
+
+
+def test_learned_embeddings_beat_random_and_popularity(pipeline):
+    table = pipeline["results"]["evaluation"].output_for_node("offline_evaluation")
+    recall = {(r["task"], r["model"]): r["recall_at_10"] for r in table.to_pylist()}
+    for task in ("pin->pin", "board->pin", "user->pin"):
+        assert recall[(task, "omnisage")] > recall[(task, "popularity")], task
+        assert recall[(task, "omnisage")] > 2 * recall[(task, "random")], task
+    assert recall[("pin->pin", "omnisage")] > 0.1
+
+
+def test_embeddings_read_back_from_lancedb_with_titles(pipeline):
+    db = lancedb.connect(str(pipeline["root"] / "lancedb"))
+    pins = db.open_table("pins")
+    assert pins.count_rows() == TINY.n_pins
+    first = pins.search().limit(1).to_arrow()
+    hits = pins.search(first["vector"][0].values.to_numpy()).limit(5).to_arrow()
+    assert hits["id"][0] == first["id"][0]  # a Pin is its own nearest neighbour
+    assert hits.column_names[:2] == ["id", "vector"] and "title" in hits.column_names
+    assert set(db.table_names()) >= {"pins", "boards", "users"}
+    assert db.open_table("users").to_arrow()["partition_date"][0].as_py() == MODEL_DAY
+
+
+def test_blocking_edge_check_stops_everything_downstream(tmp_path, dagster_instance, pipeline):
+    """Edges that reference Pins the catalog lacks fail graph_edges' check; nothing after it runs."""
+    defs = build_definitions(root=tmp_path, world=WorldResource(scale="tiny"))
+    assets_dir = tmp_path / "assets"
+    for name in ("pins", "boards", "content_features"):
+        (assets_dir / name).mkdir(parents=True)
+        pq.write_table(pq.read_table(pipeline["root"] / "assets" / name / "__all__.parquet"), assets_dir / name / "__all__.parquet")
+    # The catalog loses ten Pins that the engagements still reference.
+    pins = pq.read_table(assets_dir / "pins" / "__all__.parquet")
+    pq.write_table(pins.slice(10), assets_dir / "pins" / "__all__.parquet")
+    (assets_dir / "engagements").mkdir()
+    for day in TINY.days[:7]:
+        src = pipeline["root"] / "assets" / "engagements" / f"{day}.parquet"
+        pq.write_table(pq.read_table(src), assets_dir / "engagements" / f"{day}.parquet")
+    result = defs.resolve_job_def("daily_model_job").execute_in_process(
+        instance=dagster_instance,
+        partition_key=MODEL_DAY,
+        raise_on_error=False,
+        run_config={"ops": {"omnisage_checkpoint": {"config": FAST_TRAINING}}},
+    )
+    assert not result.success
+    check = [c for c in result.get_asset_check_evaluations() if c.check_name == "graph_edges_check"][0]
+    assert not check.passed
+    assert "pin_board.src_id:" in check.description
+    assert "reference unknown pins, e.g. [1000000000, 1000000001" in check.description
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert done == {"graph_edges"}
+    assert not (tmp_path / "lancedb").exists()
