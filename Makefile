@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
 
-.PHONY: setup demo test ui clean real-data
+.PHONY: setup demo test ui clean real-data dagster-home
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-demo: setup
+dagster-home:
 	mkdir -p "$(DAGSTER_HOME)"
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+demo: setup dagster-home
 	$(PY) -m dagster_defs.demo
 
 test: setup
 	$(PY) -m pytest -q
 
-ui: setup
-	mkdir -p "$(DAGSTER_HOME)"
+ui: setup dagster-home
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 # MovieLens presets (optional): their packages declare uninstallable dependencies.

@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 from dagster_defs.definitions import build_definitions, storage_root
 from dagster_defs.partitions import GRAPH_WINDOW_DAYS, daily_partitions
 
-
 # Dagster's console logger at INFO: training progress, not every engine event.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

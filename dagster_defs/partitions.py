@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 
 import dagster as dg
 
@@ -23,9 +24,12 @@ GRAPH_WINDOW_DAYS = int(os.environ.get("OMNISAGE_WINDOW_DAYS", "7"))
 
 # The graph, examples and model for day D see the trailing window [D - W + 1, D]; the
 # first days of the world simply have shorter windows.
-trailing_window = dg.TimeWindowPartitionMapping(
-    start_offset=-(GRAPH_WINDOW_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-)
+# (allow_nonexistent_upstream_partitions is flagged beta; it is what the first days need.)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    trailing_window = dg.TimeWindowPartitionMapping(
+        start_offset=-(GRAPH_WINDOW_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
 
 # Day D's model is scored on day D + 1, which it never saw.
 next_day = dg.TimeWindowPartitionMapping(start_offset=1, end_offset=1)

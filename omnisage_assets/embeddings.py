@@ -4,14 +4,12 @@ import dagster as dg
 import great_expectations as gx
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dagster_defs.partitions import daily_partitions
 from dagster_defs.resources import LanceDBResource, StorageResource
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, publish
 from omnisage_model.checkpoint import load_checkpoint
-from omnisage_model.data import BundleError
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.train import load_training_inputs
 

@@ -8,8 +8,8 @@ import pyarrow.compute as pc
 
 from dagster_defs.partitions import daily_partitions, next_day
 from omnisage_assets.checks import gx_check_result
-from omnisage_assets.plots import table_md
 from omnisage_assets.lib.retrieval_eval import evaluate, pin_popularity
+from omnisage_assets.plots import table_md
 
 
 @dg.asset(

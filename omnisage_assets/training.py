@@ -12,8 +12,8 @@ import torch
 from dagster_defs.partitions import daily_partitions, trailing_window
 from dagster_defs.resources import StorageResource
 from omnisage_assets.checks import gx_check_result
-from omnisage_assets.plots import line_plot_md
 from omnisage_assets.lib.examples import training_examples as build_training_examples
+from omnisage_assets.plots import line_plot_md
 from omnisage_model.checkpoint import read_checkpoint_config, save_checkpoint
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import text_buckets

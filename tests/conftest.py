@@ -1,6 +1,5 @@
 """Shared fixtures: one tiny world, one Dagster instance and one materialized pipeline."""
 
-import os
 from pathlib import Path
 
 import dagster as dg

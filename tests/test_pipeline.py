@@ -1,13 +1,13 @@
 """The whole asset graph on the tiny world, through Dagster, with checks and LanceDB."""
 
-import dagster as dg
-import lancedb
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
+import lancedb
+import pyarrow.parquet as pq
 from conftest import FAST_TRAINING, MODEL_DAY, TINY
+
 from dagster_defs.definitions import build_definitions
 from dagster_defs.resources import WorldResource
 
@@ -90,3 +90,26 @@ def test_blocking_edge_check_stops_everything_downstream(tmp_path, dagster_insta
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert done == {"graph_edges"}
     assert not (tmp_path / "lancedb").exists()
+
+
+def test_readme_snippet_reads_embeddings(pipeline):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace(".omnisage/lancedb", str(pipeline["root"] / "lancedb"))
+    *body, last = snippet.strip().splitlines()
+    scope: dict = {}
+    exec("\n".join(body), scope)
+    frame = eval(last, scope)
+    assert len(frame) == 5 and frame["id"].iloc[0] == 1000000042
+    assert frame["title"].str.len().min() > 0
+
+
+def test_workspace_loads_for_the_ui():
+    """What `make ui` serves: dagster loads workspace.yaml and validates every definition."""
+    root = Path(__file__).parent.parent
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "All code locations passed validation" in proc.stderr + proc.stdout
