@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -29,8 +30,6 @@ class StorageResource(dg.ConfigurableResource):
 
 @functools.lru_cache(maxsize=4)
 def _synthetic(scale: str, seed: int) -> SyntheticWorld:
-    import dataclasses
-
     return SyntheticWorld(dataclasses.replace(PRESETS[scale], seed=seed))
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 import great_expectations as gx
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from dagster_defs.partitions import daily_partitions, trailing_window
@@ -106,7 +107,7 @@ class TrainingRunConfig(dg.Config):
 
 
 def _image_dim(pin_features: pa.Table) -> int:
-    lengths = pa.compute.drop_null(pa.compute.list_value_length(pin_features["image"]))
+    lengths = pc.drop_null(pc.list_value_length(pin_features["image"]))
     return int(lengths[0].as_py()) if len(lengths) else 1
 
 

@@ -83,7 +83,8 @@ def train(
     store = store.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config))
-    sketch = CountMinSketch(seed=config.seed)
+    # One frequency stream per task: each task's in-batch candidates are its own positives.
+    sketches = {"pair": CountMinSketch(seed=config.seed), "user": CountMinSketch(seed=config.seed + 1)}
     n_pins = store.n_pins
     eligible_users = (tasks.sequence_length >= 2).nonzero().squeeze(1)
     use_users = config.user_weight > 0 and len(eligible_users) > 0
@@ -119,10 +120,10 @@ def train(
                 n = len(pq)
                 q_emb, p_emb = emb[inv[offset : offset + n]], emb[inv[offset + n : offset + 2 * n]]
                 offset += 2 * n
-                sketch.update(pp)
+                sketches["pair"].update(pp)
                 cand = torch.cat([p_emb, rand_emb])
                 cand_ids = torch.cat([pp, rand]).to(device)
-                log_q = candidate_log_q(pp, n, len(rand), n_pins, sketch).to(device)
+                log_q = candidate_log_q(pp, n, len(rand), n_pins, sketches["pair"]).to(device)
                 target = torch.arange(n, device=device)
                 losses["pair"] = sampled_softmax_loss(q_emb, cand, target, cand_ids, log_q, config.temperature)
             if use_users:
@@ -133,11 +134,11 @@ def train(
                 user_loss = torch.zeros((), device=device)
                 for pos in (next_pos, future_pos):
                     targets = seq[brow, pos]
-                    sketch.update(targets)
+                    sketches["user"].update(targets)
                     t_emb = seq_emb[brow.to(device), pos.to(device)]
                     cand = torch.cat([t_emb, rand_emb])
                     cand_ids = torch.cat([targets, rand]).to(device)
-                    log_q = candidate_log_q(targets, len(targets), len(rand), n_pins, sketch).to(device)
+                    log_q = candidate_log_q(targets, len(targets), len(rand), n_pins, sketches["user"]).to(device)
                     target = torch.arange(len(targets), device=device)
                     user_loss = user_loss + sampled_softmax_loss(queries, cand, target, cand_ids, log_q, config.temperature)
                 losses["user"] = user_loss / 2

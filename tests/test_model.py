@@ -1,6 +1,8 @@
 """omnisage_model on its own: shapes, losses, sketches, checkpoints and input validation."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -137,3 +139,12 @@ def test_bad_feature_tables_fail_before_training_with_the_column_named(bundle):
         load_training_inputs(bad, _config())
     with pytest.raises(BundleError, match="bucket id .* the model has 16 buckets"):
         load_training_inputs(bundle, _config(n_text_buckets=16))
+
+
+def test_the_model_package_runs_without_dagster_dgl_or_lancedb():
+    code = (
+        "import sys, omnisage_model.train, omnisage_model.inference, omnisage_model.metrics; "
+        "print(sorted(m for m in ('dagster', 'dgl', 'lancedb', 'great_expectations') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

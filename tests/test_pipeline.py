@@ -113,3 +113,20 @@ def test_workspace_loads_for_the_ui():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "All code locations passed validation" in proc.stderr + proc.stdout
+
+
+def test_standalone_training_reads_the_assets_parquet(pipeline, tmp_path):
+    """The GPU-box entry point trains from the training_examples folder the IO manager wrote."""
+    data = pipeline["root"] / "assets" / "training_examples" / MODEL_DAY
+    model = '{"width": 32, "heads": 2, "mlp_dim": 64, "out_dim": 16, "text_dim": 16, "image_dim": 32, ' \
+        '"seq_width": 32, "seq_heads": 2, "seq_layers": 1, "seq_max_len": 16, "max_neighbors_per_subgraph": 4}'
+    proc = subprocess.run(
+        [sys.executable, "-m", "omnisage_model.train", "--data", str(data), "--out", str(tmp_path / "ckpt"),
+         "--model-config", model, "--train-config", '{"steps": 4, "warmup_steps": 1, "log_every": 1}'],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from omnisage_model.checkpoint import load_checkpoint
+
+    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    assert loaded.config.out_dim == 16 and len(meta["history"]) == 4

@@ -69,15 +69,21 @@ def edge_problems(edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array) -> li
                 )
     bad_type = pc.invert(pc.is_in(edges["edge_type"], value_set=pa.array([PIN_BOARD, PIN_PIN])))
     if pc.any(bad_type).as_py():
-        problems.append(f"edge_type: unknown values {pc.unique(pc.filter(edges['edge_type'], bad_type)).to_pylist()}")
+        unknown_types = pc.unique(pc.filter(edges["edge_type"], bad_type)).to_pylist()
+        problems.append(f"edge_type: unknown values {unknown_types}")
     weight = edges["weight"]
     bad_weight = pc.invert(pc.and_(pc.is_finite(weight), pc.greater(weight, 0)))
-    if pc.any(pc.fill_null(bad_weight, True)).as_py():
-        rows = np.flatnonzero(bad_weight.to_numpy(zero_copy_only=False))[:5]
-        problems.append(f"weight: {len(np.flatnonzero(bad_weight.to_numpy(zero_copy_only=False)))} non-positive or non-finite weight(s), e.g. rows {rows.tolist()}")
-    loops = edges.filter(pc.and_(pc.equal(edges["edge_type"], PIN_PIN), pc.equal(edges["src_id"], edges["dst_id"])))
+    bad_rows = np.flatnonzero(pc.fill_null(bad_weight, True).to_numpy(zero_copy_only=False))
+    if len(bad_rows):
+        problems.append(
+            f"weight: {len(bad_rows)} non-positive or non-finite weight(s), e.g. rows {bad_rows[:5].tolist()}"
+        )
+    loops = edges.filter(
+        pc.and_(pc.equal(edges["edge_type"], PIN_PIN), pc.equal(edges["src_id"], edges["dst_id"]))
+    )
     if loops.num_rows:
-        problems.append(f"pin_pin: {loops.num_rows} self-loop(s), e.g. pins {loops['src_id'].slice(0, 5).to_pylist()}")
+        sample = loops["src_id"].slice(0, 5).to_pylist()
+        problems.append(f"pin_pin: {loops.num_rows} self-loop(s), e.g. pins {sample}")
     return problems
 
 

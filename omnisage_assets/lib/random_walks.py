@@ -108,9 +108,7 @@ def visit_counts(
     traces = traces.numpy()[:, 1:]
     types = types.numpy()[1:]
     row_anchor = np.repeat(np.arange(len(anchors)), num_walks)
-    anchor_type = graph.ntypes[
-        graph.get_ntype_id(graph.to_canonical_etype(metapath[0])[0])
-    ]
+    anchor_type = graph.to_canonical_etype(metapath[0])[0]
     out = {}
     for type_id in np.unique(types):
         ntype = graph.ntypes[type_id]

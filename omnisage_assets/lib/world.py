@@ -130,7 +130,6 @@ class SyntheticWorld:
         before = np.concatenate([[0.0], cum])[self._group_start[group]]
         # Global key "group + fraction": searchsorted(group + u) samples within a group.
         self._pin_key = group + (cum - before) / np.maximum(group_total[group], 1e-12)
-        self._rng_catalog = rng
 
         # Interest schedule: topics and preferred sub-topics per (day, user, slot).
         k = c.interests_per_user
