@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import torch
 
 PIN_TYPE, BOARD_TYPE = 0, 1
-NODE_TYPES = {"pin": PIN_TYPE, "board": BOARD_TYPE}
 SUBGRAPHS = ("pin_board", "pin_pin")
 BUNDLE_TABLES = ("pin_features", "board_features", "neighborhoods", "pairs", "sequences")
 

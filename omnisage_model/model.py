@@ -18,8 +18,6 @@ from omnisage_model.data import BOARD_TYPE, PIN_TYPE, SUBGRAPHS, FeatureStore
 from omnisage_model.layers import EncoderLayer, mlp
 
 ENTITY_TYPES = ("pin", "board")
-# Own-feature token slots: text, image (Pins only), log degree.
-TEXT_SLOT, IMAGE_SLOT, DEGREE_SLOT = 0, 1, 2
 
 
 class FeatureTokenizer(nn.Module):

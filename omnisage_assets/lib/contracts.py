@@ -10,8 +10,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-IMAGE_DIM_FIELD = "image"
-
 ENGAGEMENTS = pa.schema(
     [
         pa.field("user_id", pa.int64(), nullable=False),
@@ -30,7 +28,7 @@ PINS = pa.schema(
         pa.field("title", pa.string(), nullable=False),
         pa.field("description", pa.string()),
         # Fixed width is checked by the validator, not the type, so worlds may choose it.
-        pa.field(IMAGE_DIM_FIELD, pa.list_(pa.float32())),
+        pa.field("image", pa.list_(pa.float32())),
     ]
 )
 
