@@ -8,7 +8,7 @@ import pyarrow as pa
 from dagster_defs.partitions import daily_partitions
 from dagster_defs.resources import LanceDBResource, StorageResource
 from omnisage_assets.checks import gx_check_result
-from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, publish
+from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, publish, vector_matrix
 from omnisage_model.checkpoint import load_checkpoint
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.train import load_training_inputs
@@ -62,7 +62,7 @@ def entity_embeddings(
 @dg.asset_check(asset=entity_embeddings, partitions_def=daily_partitions, blocking=True, description="Unit-norm finite vectors, unique ids per entity type.")
 def entity_embeddings_check(entity_embeddings: pa.Table) -> dg.AssetCheckResult:
     frame = entity_embeddings.select(["entity_type", "entity_id"]).to_pandas()
-    vectors = np.stack(entity_embeddings["vector"].to_numpy(zero_copy_only=False))
+    vectors = vector_matrix(entity_embeddings["vector"])
     frame["norm"] = np.linalg.norm(np.nan_to_num(vectors, nan=np.inf), axis=1)
     return gx_check_result(
         frame,

@@ -2,12 +2,12 @@
 
 import dagster as dg
 import great_expectations as gx
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dagster_defs.partitions import daily_partitions, next_day
 from omnisage_assets.checks import gx_check_result
+from omnisage_assets.lib.lance_tables import vector_matrix
 from omnisage_assets.lib.retrieval_eval import evaluate, pin_popularity
 from omnisage_assets.plots import table_md
 
@@ -29,7 +29,7 @@ def offline_evaluation(
     for kind in ("pin", "board", "user"):
         rows = entity_embeddings.filter(pc.equal(entity_embeddings["entity_type"], kind))
         ids[kind] = rows["entity_id"].to_numpy()
-        vectors[kind] = np.stack(rows["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)
+        vectors[kind] = vector_matrix(rows["vector"])
     history = pa.table({"pin_id": pc.list_flatten(training_examples["sequences"]["pin_ids"])})
     results = evaluate(vectors, ids, next_day_engagements, pin_popularity(history, ids["pin"]))
     rows = results.to_pylist()

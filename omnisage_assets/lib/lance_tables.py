@@ -18,6 +18,16 @@ EMBEDDINGS = pa.schema(
 LANCE_TABLES = {"pin": "pins", "board": "boards", "user": "users"}
 
 
+def vector_matrix(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
+    """(rows, dim) float32 view of an equal-width list column, without a per-row Python loop."""
+    # A writable copy: Arrow buffers are read-only and torch.from_numpy warns on those.
+    flat = np.array(pc.list_flatten(column).to_numpy(zero_copy_only=False), dtype=np.float32)
+    rows = len(column)
+    if dim is None:
+        dim = len(flat) // rows if rows else 0
+    return flat.reshape(rows, dim)
+
+
 def _fixed(vectors: np.ndarray) -> pa.FixedSizeListArray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
@@ -49,7 +59,7 @@ def lance_tables(embeddings: pa.Table, pins: pa.Table, boards: pa.Table) -> dict
     out = {}
     for kind, name in LANCE_TABLES.items():
         rows = embeddings.filter(pc.equal(embeddings["entity_type"], kind))
-        vectors = np.stack(rows["vector"].to_numpy(zero_copy_only=False)) if rows.num_rows else np.zeros((0, 1), np.float32)
+        vectors = vector_matrix(rows["vector"]) if rows.num_rows else np.zeros((0, 1), np.float32)
         table = pa.table(
             {
                 "id": rows["entity_id"],
