@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
 
-.PHONY: setup demo test ui clean real-data dagster-home
+.PHONY: setup demo test bench ui clean real-data dagster-home
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: setup dagster-home
 
 test: setup
 	$(PY) -m pytest -q
+
+# Figures against targets, printed as JSON (generates the 1M-Pin world once, ~0.5 GB).
+bench: setup
+	$(PY) benchmarks/graph_sampling.py --out $(OMNISAGE_HOME)/bench/graph_sampling.json
 
 ui: setup dagster-home
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -1,9 +1,14 @@
 """Arrow tables stored as Parquet, one file per asset partition.
 
-A ``pa.Table`` becomes ``<root>/<asset>/<partition>.parquet``; a ``dict[str, pa.Table]``
-(a bundle such as the training examples) becomes ``<root>/<asset>/<partition>/<name>.parquet``.
-An input that spans several partitions (a trailing window) is the concatenation of them.
-Writes go to a temporary name and are renamed into place, so readers never see half a file.
+A ``pa.Table`` becomes ``<root>/<asset>/<partition>.parquet``; a ``pa.RecordBatchReader``
+is written there batch by batch, so an asset can produce more than fits in memory; a
+``dict[str, pa.Table]`` (a bundle such as the training examples) becomes
+``<root>/<asset>/<partition>/<name>.parquet``. Writes go to a temporary name and are
+renamed into place, so readers never see half a file.
+
+An input is loaded as a ``pa.Table`` (several partitions, such as a trailing window, are
+concatenated), or, when annotated ``pyarrow.dataset.Dataset``, opened lazily for reading
+in batches.
 """
 
 from __future__ import annotations
@@ -13,16 +18,31 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 UNPARTITIONED = "__all__"
 
 
-def _write(table: pa.Table, path: Path) -> None:
+def _write(data: pa.Table | pa.RecordBatchReader, path: Path) -> int:
+    """Write atomically; return the number of rows written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
+    if isinstance(data, pa.Table):
+        pq.write_table(data, tmp)
+        rows = data.num_rows
+    else:
+        rows = 0
+        try:
+            with pq.ParquetWriter(tmp, data.schema) as writer:
+                for batch in data:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # what was published before stays in place
+            raise
     os.replace(tmp, path)
+    return rows
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -31,12 +51,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def _base(self, asset_key: dg.AssetKey, partition: str) -> Path:
         return Path(self.root).joinpath(*asset_key.path, partition)
 
-    def handle_output(self, context: dg.OutputContext, obj: pa.Table | dict[str, pa.Table]) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pa.Table | pa.RecordBatchReader | dict[str, pa.Table]
+    ) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED
         base = self._base(context.asset_key, partition)
-        if isinstance(obj, pa.Table):
-            _write(obj, base.with_suffix(".parquet"))
-            context.add_output_metadata({"path": str(base.with_suffix(".parquet")), "rows": obj.num_rows})
+        if isinstance(obj, (pa.Table, pa.RecordBatchReader)):
+            rows = _write(obj, base.with_suffix(".parquet"))
+            context.add_output_metadata({"path": str(base.with_suffix(".parquet")), "rows": rows})
         elif isinstance(obj, dict):
             for name, table in obj.items():
                 _write(table, base / f"{name}.parquet")
@@ -57,8 +79,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "materialize it first"
         )
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | dict[str, pa.Table]:
+    def load_input(self, context: dg.InputContext) -> pa.Table | ds.Dataset | dict[str, pa.Table]:
         key = context.asset_key
+        if context.dagster_type.typing_type is ds.Dataset:
+            keys = context.asset_partition_keys if context.has_asset_partitions else [UNPARTITIONED]
+            paths = [self._base(key, k).with_suffix(".parquet") for k in keys]
+            missing = [str(p) for p in paths if not p.exists()]
+            if missing:
+                raise FileNotFoundError(f"{key.to_user_string()}: nothing stored at {missing}; materialize it first")
+            return ds.dataset([str(p) for p in paths], format="parquet")
         if not context.has_asset_partitions:
             return self._load_one(key, UNPARTITIONED)
         parts = [self._load_one(key, k) for k in context.asset_partition_keys]

@@ -130,3 +130,19 @@ def test_standalone_training_reads_the_assets_parquet(pipeline, tmp_path):
 
     loaded, meta = load_checkpoint(tmp_path / "ckpt")
     assert loaded.config.out_dim == 16 and len(meta["history"]) == 4
+
+
+def test_graph_and_neighbourhood_metadata_report_pruning_and_coverage(pipeline):
+    result = pipeline["results"]["model"]
+    edges_meta = [
+        e.materialization.metadata for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "graph_edges"
+    ][0]
+    assert edges_meta["window_days"].value == 7
+    assert edges_meta["edges_after_pruning"].value <= edges_meta["edges_before_pruning"].value
+    assert "| pin->board |" in edges_meta["pruning"].value
+    assert edges_meta["degree_distribution"].value.startswith("![Degrees before and after pruning](data:image/png")
+    check = [c for c in result.get_asset_check_evaluations() if c.check_name == "sampled_neighborhoods_check"][0]
+    assert check.passed
+    assert check.metadata["coverage_of_connected"].value >= 0.99
+    assert "| pin_pin | pin |" in check.metadata["coverage"].value

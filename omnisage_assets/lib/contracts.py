@@ -47,6 +47,9 @@ GRAPH_EDGES = pa.schema(
         pa.field("src_id", pa.int64(), nullable=False),
         pa.field("dst_id", pa.int64(), nullable=False),
         pa.field("weight", pa.float32(), nullable=False),
+        # Degree pruning keeps an edge in each endpoint's adjacency list separately.
+        pa.field("kept_by_src", pa.bool_(), nullable=False),
+        pa.field("kept_by_dst", pa.bool_(), nullable=False),
     ]
 )
 

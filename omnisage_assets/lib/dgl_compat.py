@@ -4,7 +4,7 @@ PyPI's newest DGL wheel (2.1.0) ships graphbolt and sparse libraries compiled on
 torch 2.0-2.2.1, and ``import dgl`` loads graphbolt eagerly, which fails on newer torch.
 DGL's core exchanges tensors through DLPack and does not depend on torch's C++ ABI, so
 registering an empty ``dgl.graphbolt`` before the import is enough for heterographs,
-random walks and neighbour sampling (tests/test_sampling.py proves the results).
+random walks and neighbour sampling (tests/test_graph_and_sampling.py proves the results).
 DGL also imports ``setuptools.extern.packaging``, which setuptools 71 removed.
 """
 
@@ -35,4 +35,9 @@ def _load_dgl() -> types.ModuleType:
 
 dgl = _load_dgl()
 
-__all__ = ["dgl"]
+# PinSAGESampler's C kernel: per seed, count the visits in its block of walk samples and
+# keep the top k (parallel, ties to the larger id). Private in name only: DGL 2.1 is the
+# last release, pinned, and tests compare its output with exact expectations.
+from dgl.sampling.pinsage import _select_pinsage_neighbors as select_top_visited  # noqa: E402
+
+__all__ = ["dgl", "select_top_visited"]

@@ -1,6 +1,14 @@
-"""Building the weighted Pin-Board and Pin-Pin edges from engagements (no Dagster here)."""
+"""Building the weighted Pin-Board and Pin-Pin edges from engagements, and degree pruning.
+
+Edges are stored once, undirected. Pruning works on adjacency lists (what a random walk
+leaves a node through), so each row says separately whether its source's and its
+destination's list keep it: a board with a million Pins keeps a sample of them, while each
+of those Pins still leads to the board.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +30,8 @@ def _counted(src: pa.Array, dst: pa.Array, edge_type: str) -> pa.Table:
             "src_id": pairs.column("src_id"),
             "dst_id": pairs.column("dst_id"),
             "weight": pc.cast(pairs.column("count_all"), pa.float32()),
+            "kept_by_src": pa.array(np.ones(pairs.num_rows, dtype=bool)),
+            "kept_by_dst": pa.array(np.ones(pairs.num_rows, dtype=bool)),
         },
         schema=contracts.GRAPH_EDGES,
     )
@@ -50,6 +60,102 @@ def build_graph_edges(engagements: pa.Table) -> pa.Table:
     a, b = related["query_pin_id"], related["pin_id"]
     pin_pin = _counted(pc.min_element_wise(a, b), pc.max_element_wise(a, b), PIN_PIN)
     return pa.concat_tables([pin_board, pin_pin])
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningConfig:
+    """A node of degree d keeps max(min(d^alpha, d_max), d_min) of its edges (paper defaults)."""
+
+    alpha: float = 0.86
+    d_min: int = 10
+    d_max: int = 10_000
+    seed: int = 0
+
+
+def kept_degree(degree: np.ndarray, config: PruningConfig) -> np.ndarray:
+    """How many edges a node of each degree keeps; nodes at or below ``d_min`` keep all."""
+    target = np.maximum(np.minimum(np.floor(degree.astype(np.float64) ** config.alpha), config.d_max), config.d_min)
+    return np.minimum(target, degree).astype(np.int64)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-spread 64-bit hash, vectorised (uint64 wraps by design)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _edge_keys(src: np.ndarray, dst: np.ndarray, seed: int, side: int) -> np.ndarray:
+    """A random key per (edge, side) that depends on the ids and seed, never on row order."""
+    salt = np.uint64((seed * 2 + side) & 0xFFFFFFFFFFFFFFFF)
+    return _mix64(_mix64(src.astype(np.uint64) ^ salt) + dst.astype(np.uint64))
+
+
+def _keep_uniform_sample(node: np.ndarray, key: np.ndarray, config: PruningConfig) -> np.ndarray:
+    """For half-edges owned by ``node``: keep each node's ``kept_degree`` lowest-keyed ones."""
+    keep = np.ones(len(node), dtype=bool)
+    if not len(node):
+        return keep
+    _, group, degree = np.unique(node, return_inverse=True, return_counts=True)
+    target = kept_degree(degree, config)
+    pruned = np.flatnonzero((target < degree)[group])  # only hubs pay for the sort
+    if len(pruned):
+        order = pruned[np.lexsort((key[pruned], group[pruned]))]
+        owner = group[order]
+        rank = np.arange(len(order)) - np.searchsorted(owner, owner, side="left")
+        keep[order[rank >= target[owner]]] = False
+    return keep
+
+
+# The adjacency lists a walk leaves nodes through: (name, edge type, columns that own it).
+# Pin-Pin edges are stored once per pair, so a Pin's list spans both columns.
+ADJACENCY_LISTS = (
+    ("pin->board", PIN_BOARD, ("src",)),
+    ("board->pin", PIN_BOARD, ("dst",)),
+    ("pin->pin", PIN_PIN, ("src", "dst")),
+)
+
+
+def prune_edges(edges: pa.Table, config: PruningConfig) -> pa.Table:
+    """Degree-prune every adjacency list; drop the edges that no endpoint keeps.
+
+    A node's d edges are sampled uniformly without replacement, by keys hashed from
+    (seed, edge), so the result does not depend on the order of the input rows.
+    """
+    parts = []
+    for edge_type in (PIN_BOARD, PIN_PIN):
+        part = edges.filter(pc.equal(edges["edge_type"], edge_type))
+        ids = {side: part[f"{side}_id"].to_numpy() for side in ("src", "dst")}
+        kept = {side: part[f"kept_by_{side}"].to_numpy(zero_copy_only=False).copy() for side in ("src", "dst")}
+        for _, list_type, sides in ADJACENCY_LISTS:
+            if list_type != edge_type:
+                continue
+            keys = [_edge_keys(ids["src"], ids["dst"], config.seed, i) for i, _ in enumerate(sides)]
+            mask = _keep_uniform_sample(np.concatenate([ids[s] for s in sides]), np.concatenate(keys), config)
+            for i, side in enumerate(sides):
+                kept[side] &= mask[i * part.num_rows : (i + 1) * part.num_rows]
+        for side in ("src", "dst"):
+            index = part.schema.get_field_index(f"kept_by_{side}")
+            part = part.set_column(index, part.schema.field(index), pa.array(kept[side]))
+        parts.append(part.filter(pa.array(kept["src"] | kept["dst"])))
+    return pa.concat_tables(parts)
+
+
+def adjacency_lists(edges: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(owner ids, list lengths) of every non-empty adjacency list, by list name."""
+    out = {}
+    for name, edge_type, sides in ADJACENCY_LISTS:
+        part = edges.filter(pc.equal(edges["edge_type"], edge_type))
+        owners = [
+            part[f"{side}_id"].to_numpy()[part[f"kept_by_{side}"].to_numpy(zero_copy_only=False)] for side in sides
+        ]
+        out[name] = np.unique(np.concatenate(owners), return_counts=True)
+    return out
+
+
+def adjacency_degrees(edges: pa.Table) -> dict[str, np.ndarray]:
+    """Length of every non-empty adjacency list, by list name (see ``ADJACENCY_LISTS``)."""
+    return {name: degree for name, (_, degree) in adjacency_lists(edges).items()}
 
 
 def edge_problems(edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array) -> list[str]:

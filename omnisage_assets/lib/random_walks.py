@@ -3,13 +3,15 @@
 For each anchor, ``num_walks`` traces start at the anchor and stop before each step with
 probability ``restart_prob``; the expected number of visits to a node is then its
 random-walk-with-restart proximity (the Monte-Carlo personalised PageRank estimator that
-PinSage uses). Visit counts are kept per node type and cut to that type's quota, so sparse
-Pin-Pin edges are not swamped by dense Pin-Board ones.
+PinSage uses). Visits are counted and cut to each node type's quota by PinSAGESampler's own
+C kernel, so sparse Pin-Pin edges are not swamped by dense Pin-Board ones and nothing per
+visit runs in Python. Anchors are processed in chunks, so memory follows the chunk size.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +19,7 @@ import pyarrow.compute as pc
 import torch
 
 from omnisage_assets.lib import contracts
-from omnisage_assets.lib.dgl_compat import dgl
+from omnisage_assets.lib.dgl_compat import dgl, select_top_visited
 from omnisage_assets.lib.edges import PIN_BOARD, PIN_PIN
 
 PIN, BOARD = "pin", "board"
@@ -43,36 +45,59 @@ class Subgraph:
     graph: dgl.DGLGraph
     metapaths: dict[str, list[str]]
     quotas: dict[str, int]
+    prob: str | None  # edge feature that weights transitions; None: the arcs carry the weights
+
+
+# A weighted DGL walk scans a node's whole weight list at every step; a uniform one picks in
+# constant time. Integer weights w become w parallel arcs (the same transition law) unless
+# that would grow the graph more than this factor.
+MAX_EXPANSION = 4.0
+
+
+def _heterograph(arcs: dict[tuple[str, str, str], tuple[np.ndarray, ...]], num_nodes: dict[str, int]):
+    weights = np.concatenate([w for _, _, w in arcs.values()])
+    expand = bool(np.all((weights >= 1) & (weights == np.round(weights)))) and weights.sum() <= MAX_EXPANSION * len(
+        weights
+    )
+    data = {}
+    for etype, (u, v, w) in arcs.items():
+        repeats = w.astype(np.int64) if expand else 1
+        data[etype] = (torch.from_numpy(np.repeat(u, repeats)), torch.from_numpy(np.repeat(v, repeats)))
+    graph = dgl.heterograph(data, num_nodes_dict=num_nodes)
+    if expand:
+        return graph, None
+    for etype, (_, _, w) in arcs.items():
+        graph.edges[etype].data["weight"] = torch.from_numpy(w.astype(np.float32))
+    return graph, "weight"
 
 
 def build_subgraphs(
     edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array, config: SamplingConfig
 ) -> list[Subgraph]:
-    """DGL heterographs for the Pin-Board and Pin-Pin subgraphs, nodes indexed like the tables."""
-    n_pins, n_boards = len(pin_ids), len(board_ids)
+    """DGL heterographs for the Pin-Board and Pin-Pin subgraphs, nodes indexed like the tables.
 
-    def part(edge_type: str, dst_ids: pa.Array) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    Each undirected edge becomes an arc out of each endpoint whose pruned list keeps it.
+    """
+
+    def arcs(edge_type: str, dst_ids: pa.Array) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
         rows = edges.filter(pc.equal(edges["edge_type"], edge_type))
-        src = pc.index_in(rows["src_id"], value_set=pin_ids).to_numpy(zero_copy_only=False)
-        dst = pc.index_in(rows["dst_id"], value_set=dst_ids).to_numpy(zero_copy_only=False)
-        weight = rows["weight"].to_numpy().astype(np.float32)
-        return torch.from_numpy(src.astype(np.int64)), torch.from_numpy(dst.astype(np.int64)), torch.from_numpy(weight)
+        src = pc.index_in(rows["src_id"], value_set=pin_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        dst = pc.index_in(rows["dst_id"], value_set=dst_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        weight = rows["weight"].to_numpy()
+        by_src = rows["kept_by_src"].to_numpy(zero_copy_only=False)
+        by_dst = rows["kept_by_dst"].to_numpy(zero_copy_only=False)
+        return (src[by_src], dst[by_src], weight[by_src]), (dst[by_dst], src[by_dst], weight[by_dst])
 
-    p, b, w = part(PIN_BOARD, board_ids)
-    pin_board = dgl.heterograph(
-        {(PIN, "saved_to", BOARD): (p, b), (BOARD, "contains", PIN): (b, p)},
-        num_nodes_dict={PIN: n_pins, BOARD: n_boards},
+    forward, backward = arcs(PIN_BOARD, board_ids)
+    pin_board, pin_board_prob = _heterograph(
+        {(PIN, "saved_to", BOARD): forward, (BOARD, "contains", PIN): backward},
+        {PIN: len(pin_ids), BOARD: len(board_ids)},
     )
-    pin_board.edges["saved_to"].data["weight"] = w
-    pin_board.edges["contains"].data["weight"] = w
-
-    s, d, w = part(PIN_PIN, pin_ids)
-    pin_pin = dgl.heterograph(
-        {(PIN, "related", PIN): (torch.cat([s, d]), torch.cat([d, s]))},
-        num_nodes_dict={PIN: n_pins},
+    forward, backward = arcs(PIN_PIN, pin_ids)
+    pin_pin, pin_pin_prob = _heterograph(
+        {(PIN, "related", PIN): tuple(np.concatenate(pair) for pair in zip(forward, backward))},
+        {PIN: len(pin_ids)},
     )
-    pin_pin.edges["related"].data["weight"] = torch.cat([w, w])
-
     hops = (config.max_steps + 1) // 2
     return [
         Subgraph(
@@ -80,61 +105,66 @@ def build_subgraphs(
             pin_board,
             {PIN: ["saved_to", "contains"] * hops, BOARD: ["contains", "saved_to"] * hops},
             {PIN: config.pin_board_pins, BOARD: config.pin_board_boards},
+            pin_board_prob,
         ),
         Subgraph(
             PIN_PIN,
             pin_pin,
             {PIN: ["related"] * config.max_steps},
             {PIN: config.pin_pin_pins},
+            pin_pin_prob,
         ),
     ]
 
 
-def visit_counts(
-    graph: dgl.DGLGraph,
+def top_visited(
+    sub: Subgraph,
+    anchor_type: str,
     anchors: np.ndarray,
-    metapath: list[str],
     num_walks: int,
     restart_prob: float,
+    quotas: dict[str, int] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per node type: (anchor position, node index, visits) for every node any walk reached.
+    """Per node type with a quota: (anchor position, node index, visits) of its top visited.
 
-    The anchor itself is not counted; visits are summed over the ``num_walks`` traces.
+    Visits are summed over the ``num_walks`` traces of each anchor and the anchor itself is
+    never counted. Rows come grouped by anchor, most visited first. ``quotas`` defaults to
+    the subgraph's.
     """
-    seeds = torch.from_numpy(np.repeat(anchors.astype(np.int64), num_walks))
+    graph, quotas = sub.graph, quotas or sub.quotas
+    seeds = torch.from_numpy(anchors.astype(np.int64)).repeat_interleave(num_walks)
     traces, types = dgl.sampling.random_walk(
-        graph, seeds, metapath=metapath, prob="weight", restart_prob=restart_prob
+        graph, seeds, metapath=sub.metapaths[anchor_type], prob=sub.prob, restart_prob=restart_prob
     )
-    traces = traces.numpy()[:, 1:]
-    types = types.numpy()[1:]
-    row_anchor = np.repeat(np.arange(len(anchors)), num_walks)
-    anchor_type = graph.to_canonical_etype(metapath[0])[0]
+    traces, types = traces[:, 1:], types[1:]
     out = {}
-    for type_id in np.unique(types):
+    for type_id in types.unique().tolist():
         ntype = graph.ntypes[type_id]
-        n_nodes = graph.num_nodes(ntype)
+        if not quotas.get(ntype, 0):
+            continue
         visited = traces[:, types == type_id]
-        who = np.broadcast_to(row_anchor[:, None], visited.shape)
-        keep = visited >= 0
         if ntype == anchor_type:
-            keep &= visited != anchors[who]
-        key = who[keep].astype(np.int64) * n_nodes + visited[keep]
-        uniq, counts = np.unique(key, return_counts=True)
-        out[ntype] = (uniq // n_nodes, uniq % n_nodes, counts)
+            visited = visited.masked_fill(visited == seeds[:, None], -1)  # -1: not a visit
+        per_anchor = num_walks * visited.shape[1]
+        anchor_pos = torch.arange(len(anchors)).repeat_interleave(per_anchor)
+        node, pos, visits = select_top_visited(visited.reshape(-1), anchor_pos, per_anchor, quotas[ntype])
+        out[ntype] = (pos.numpy(), node.numpy(), visits.numpy())
     return out
 
 
-def top_k(
-    anchor_pos: np.ndarray, node: np.ndarray, score: np.ndarray, k: int
-) -> np.ndarray:
-    """Mask of the ``k`` best-scored nodes per anchor (ties broken by node index)."""
-    order = np.lexsort((node, -score, anchor_pos))
-    sorted_anchor = anchor_pos[order]
-    first = np.searchsorted(sorted_anchor, sorted_anchor, side="left")
-    rank = np.arange(len(order)) - first
-    mask = np.zeros(len(order), dtype=bool)
-    mask[order[rank < k]] = True
-    return mask
+def iter_neighborhoods(
+    edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array, config: SamplingConfig
+) -> Iterator[pa.Table]:
+    """Neighbourhood rows (contract NEIGHBORHOODS) a chunk of anchors at a time."""
+    ids = {PIN: pin_ids.to_numpy(), BOARD: board_ids.to_numpy()}
+    dgl.seed(config.seed)
+    for sub in build_subgraphs(edges, pin_ids, board_ids, config):
+        for anchor_type in sub.metapaths:
+            n = len(ids[anchor_type])
+            for start in range(0, n, config.chunk_size):
+                anchors = np.arange(start, min(start + config.chunk_size, n))
+                visited = top_visited(sub, anchor_type, anchors, config.num_walks, config.restart_prob)
+                yield neighborhood_rows(sub.name, anchor_type, anchors, visited, ids, config.num_walks)
 
 
 def sample_neighborhoods(
@@ -145,54 +175,40 @@ def sample_neighborhoods(
     Every node gets a row per subgraph it can be an anchor in; isolated nodes get empty
     lists. Scores are expected visits per walk, in descending order.
     """
-    ids = {PIN: pin_ids.to_numpy(), BOARD: board_ids.to_numpy()}
-    dgl.seed(config.seed)
-    parts = []
-    for sub in build_subgraphs(edges, pin_ids, board_ids, config):
-        for anchor_type, metapath in sub.metapaths.items():
-            n = len(ids[anchor_type])
-            for start in range(0, n, config.chunk_size):
-                anchors = np.arange(start, min(start + config.chunk_size, n))
-                parts.append(
-                    _chunk_table(sub, anchor_type, anchors, metapath, ids, config)
-                )
+    parts = list(iter_neighborhoods(edges, pin_ids, board_ids, config))
     return pa.concat_tables(parts) if parts else contracts.NEIGHBORHOODS.empty_table()
 
 
-def _chunk_table(
-    sub: Subgraph,
+def neighborhood_rows(
+    subgraph: str,
     anchor_type: str,
     anchors: np.ndarray,
-    metapath: list[str],
+    visited: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     ids: dict[str, np.ndarray],
-    config: SamplingConfig,
+    num_walks: int,
 ) -> pa.Table:
-    counts = visit_counts(sub.graph, anchors, metapath, config.num_walks, config.restart_prob)
-    pos, types, nodes, scores = [], [], [], []
-    for ntype, (anchor_pos, node, visits) in counts.items():
-        quota = sub.quotas.get(ntype, 0)
-        keep = top_k(anchor_pos, node, visits, quota)
-        pos.append(anchor_pos[keep])
-        types.append(np.full(int(keep.sum()), ntype, dtype=object))
-        nodes.append(ids[ntype][node[keep]])
-        scores.append(visits[keep] / config.num_walks)
-    pos_a = np.concatenate(pos) if pos else np.zeros(0, np.int64)
-    type_a = np.concatenate(types) if types else np.zeros(0, object)
-    node_a = np.concatenate(nodes) if nodes else np.zeros(0, np.int64)
-    score_a = np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32)
-    # Merge node types per anchor, best first; ties broken by type then id for determinism.
-    order = np.lexsort((node_a, type_a.astype(str), -score_a, pos_a))
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(pos_a, minlength=len(anchors)))]).astype(np.int32)
-    offsets_arr = pa.array(offsets)
+    """One row per anchor, node types merged best first (ties: type name, then DGL's order)."""
+    types = sorted(visited)
+    pos = np.concatenate([visited[t][0] for t in types] + [np.zeros(0, np.int64)])
+    type_code = np.concatenate([np.full(len(visited[t][0]), i, np.int8) for i, t in enumerate(types)] + [np.zeros(0, np.int8)])
+    node_id = np.concatenate([ids[t][visited[t][1]] for t in types] + [np.zeros(0, np.int64)])
+    visits = np.concatenate([visited[t][2] for t in types] + [np.zeros(0, np.int64)])
+    # One integer key (anchor, fewer visits, type); each type's block is already sorted by it,
+    # so the stable sort (timsort) only merges runs.
+    most = int(visits.max(initial=0)) + 1
+    key = (pos * most + (most - 1 - visits)) * len(types) + type_code
+    order = np.argsort(key, kind="stable")
+    neighbor_type = pa.DictionaryArray.from_arrays(pa.array(type_code[order], pa.int8()), pa.array(types, pa.string()))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(pos, minlength=len(anchors)))]).astype(np.int32))
     n = len(anchors)
     return pa.Table.from_arrays(
         [
             pa.array([anchor_type] * n, pa.string()),
             pa.array(ids[anchor_type][anchors]),
-            pa.array([sub.name] * n, pa.string()),
-            pa.ListArray.from_arrays(offsets_arr, pa.array(type_a[order], pa.string())),
-            pa.ListArray.from_arrays(offsets_arr, pa.array(node_a[order], pa.int64())),
-            pa.ListArray.from_arrays(offsets_arr, pa.array(score_a[order], pa.float32())),
+            pa.array([subgraph] * n, pa.string()),
+            pa.ListArray.from_arrays(offsets, neighbor_type.cast(pa.string())),
+            pa.ListArray.from_arrays(offsets, pa.array(node_id[order], pa.int64())),
+            pa.ListArray.from_arrays(offsets, pa.array((visits[order] / num_walks).astype(np.float32))),
         ],
         schema=contracts.NEIGHBORHOODS,
     )

@@ -1,0 +1,17 @@
+"""The benchmarks run end to end on a tiny world (their figures are for `make bench`)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+
+import graph_sampling  # noqa: E402
+
+
+def test_graph_sampling_benchmark_reports_targets_and_the_pinsage_baseline(tmp_path, capsys):
+    result = graph_sampling.main(["--scale", "tiny", "--cache", str(tmp_path), "--compare-anchors", "300"])
+    assert result["world"]["pins"] == 900
+    assert result["neighborhoods"]["anchors"] == 2 * 900 + result["world"]["boards"]
+    assert result["vs_pinsage_sampler"]["anchors"] == 300
+    assert result["vs_pinsage_sampler"]["ours_anchors_per_s"] > 0 and result["vs_pinsage_sampler"]["pinsage_anchors_per_s"] > 0
+    assert '"benchmark": "graph_edges + sampled_neighborhoods"' in capsys.readouterr().out
