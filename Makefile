@@ -31,6 +31,7 @@ test: setup
 # Figures against targets, printed as JSON (generates the 1M-Pin world once, ~0.5 GB).
 bench: setup
 	$(PY) benchmarks/graph_sampling.py --out $(OMNISAGE_HOME)/bench/graph_sampling.json
+	$(PY) benchmarks/graph_assets.py --out $(OMNISAGE_HOME)/bench/graph_assets.json
 
 ui: setup dagster-home
 	$(VENV)/bin/dagster dev -w workspace.yaml

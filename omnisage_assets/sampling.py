@@ -72,41 +72,50 @@ def sampled_neighborhoods(
 def neighborhood_facts(
     table: pa.Table,
     quotas: dict[tuple[str, str], int],
-    known: dict[str, pa.Array],
-    connected: dict[tuple[str, str], np.ndarray],
+    known: dict[str, pd.Index],
+    connected: dict[tuple[str, str], pd.Index],
 ) -> pd.DataFrame:
-    """One row per anchor: what its neighbourhood must satisfy, for expectations."""
+    """One row per anchor: what its neighbourhood must satisfy, for expectations.
+
+    Per-neighbour work stays in Arrow and integer codes: a day's table holds hundreds of
+    millions of neighbours, too many for Python strings. Id sets are pandas indexes, whose
+    hash tables are built once and reused for every batch.
+    """
+    type_names = list(known)
+    subgraph_names = sorted({s for s, _ in quotas})
     ids = table["node_id"].to_numpy()
-    anchor_types = table["node_type"].to_numpy(zero_copy_only=False)
-    subgraphs = table["subgraph"].to_numpy(zero_copy_only=False)
+    anchor_type = pc.fill_null(pc.index_in(table["node_type"], value_set=pa.array(type_names)), -1).to_numpy()
+    subgraph = pc.fill_null(pc.index_in(table["subgraph"], value_set=pa.array(subgraph_names)), -1).to_numpy()
     lengths = pc.list_value_length(table["neighbor_id"]).to_numpy(zero_copy_only=False)
     owner = np.repeat(np.arange(len(ids)), lengths)
     nbr = pc.list_flatten(table["neighbor_id"]).to_numpy()
-    types = pc.list_flatten(table["neighbor_type"]).to_numpy(zero_copy_only=False)
+    # -1: a type that is not a node table's.
+    nbr_type = pc.fill_null(
+        pc.index_in(pc.list_flatten(table["neighbor_type"]), value_set=pa.array(type_names)), -1
+    ).to_numpy()
     score = pc.list_flatten(table["score"]).to_numpy()
     rising = np.r_[False, (score[1:] > score[:-1]) & (owner[1:] == owner[:-1])]
     over_quota = np.zeros(len(ids), dtype=np.int64)
-    unknown = np.zeros(len(ids), dtype=np.int64)
-    for ntype, known_ids in known.items():
-        of_type = types == ntype
+    unknown = np.bincount(owner[nbr_type < 0], minlength=len(ids))
+    for code, ntype in enumerate(type_names):
+        of_type = nbr_type == code
         counts = np.bincount(owner[of_type], minlength=len(ids))
-        quota = np.array([quotas.get((s, ntype), 0) for s in subgraphs], dtype=np.int64)
+        quota = np.array([quotas.get((name, ntype), 0) for name in subgraph_names] + [0])[subgraph]
         over_quota += np.maximum(counts - quota, 0)
         missing = of_type.copy()
-        missing[of_type] = ~pc.is_in(pa.array(nbr[of_type]), value_set=known_ids).to_numpy(zero_copy_only=False)
+        missing[of_type] = known[ntype].get_indexer(nbr[of_type]) < 0
         unknown += np.bincount(owner[missing], minlength=len(ids))
-    unknown += np.bincount(owner[~np.isin(types, list(known))], minlength=len(ids))
     known_anchor = np.zeros(len(ids), dtype=bool)
     has_edges = np.zeros(len(ids), dtype=bool)
-    for (subgraph, ntype), owners in connected.items():
-        rows = (subgraphs == subgraph) & (anchor_types == ntype)
-        known_anchor[rows] = pc.is_in(pa.array(ids[rows]), value_set=known[ntype]).to_numpy(zero_copy_only=False)
-        has_edges[rows] = np.isin(ids[rows], owners)
-    is_self = (nbr == ids[owner]) & (types == anchor_types[owner])
+    for (subgraph_name, ntype), owners in connected.items():
+        rows = (subgraph == subgraph_names.index(subgraph_name)) & (anchor_type == type_names.index(ntype))
+        known_anchor[rows] = known[ntype].get_indexer(ids[rows]) >= 0
+        has_edges[rows] = owners.get_indexer(ids[rows]) >= 0
+    is_self = (nbr == ids[owner]) & (nbr_type == anchor_type[owner])
     return pd.DataFrame(
         {
-            "subgraph": subgraphs,
-            "node_type": anchor_types,
+            "subgraph": table["subgraph"].to_numpy(zero_copy_only=False),
+            "node_type": table["node_type"].to_numpy(zero_copy_only=False),
             "n_neighbors": lengths,
             "over_quota": over_quota,
             "unknown_neighbors": unknown,
@@ -137,13 +146,13 @@ def sampled_neighborhoods_check(
     pins: pa.Table,
     boards: pa.Table,
 ) -> dg.AssetCheckResult:
-    known = {PIN: pins["pin_id"].combine_chunks(), BOARD: boards["board_id"].combine_chunks()}
+    known = {PIN: pd.Index(pins["pin_id"].to_numpy()), BOARD: pd.Index(boards["board_id"].to_numpy())}
     lists = adjacency_lists(graph_edges)
-    connected = {anchor: lists[name][0] for anchor, name in ANCHOR_LISTS.items()}
+    connected = {anchor: pd.Index(lists[name][0]) for anchor, name in ANCHOR_LISTS.items()}
     facts = pd.concat(
         [
             neighborhood_facts(pa.Table.from_batches([batch]), config.quotas(), known, connected)
-            for batch in sampled_neighborhoods.to_batches(batch_size=200_000)
+            for batch in sampled_neighborhoods.to_batches(batch_size=200_000, batch_readahead=1, fragment_readahead=1)
         ]
         or [neighborhood_facts(contracts.NEIGHBORHOODS.empty_table(), config.quotas(), known, connected)],
         ignore_index=True,

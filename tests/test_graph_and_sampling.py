@@ -55,6 +55,10 @@ def test_edge_problems_name_unknown_ids_bad_weights_and_self_loops():
     assert "pin_board.src_id: 1 edge(s) reference unknown pins, e.g. [99]" in problems
     assert "non-positive or non-finite weight(s), e.g. rows [1]" in problems
     assert "pin_pin: 1 self-loop(s), e.g. pins [11]" in problems
+    twice = _edges(["pin_pin", "pin_pin", "pin_board", "pin_board"], [11, 10, 10, 10], [10, 11, 100, 100], [1] * 4)
+    problems = "\n".join(edge_problems(twice, pa.array([10, 11]), pa.array([100])))
+    assert "pin_pin: 1 pair(s) not stored as src_id < dst_id, e.g. [(11, 10)]" in problems
+    assert "1 edge(s) stored more than once, e.g. [('pin_board', 10, 100)]" in problems
     assert edge_problems(edges.slice(0, 1), pa.array([10, 11]), pa.array([100])) == []
 
 

@@ -190,6 +190,17 @@ def edge_problems(edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array) -> li
     if loops.num_rows:
         sample = loops["src_id"].slice(0, 5).to_pylist()
         problems.append(f"pin_pin: {loops.num_rows} self-loop(s), e.g. pins {sample}")
+    reversed_pairs = edges.filter(
+        pc.and_(pc.equal(edges["edge_type"], PIN_PIN), pc.greater(edges["src_id"], edges["dst_id"]))
+    )
+    if reversed_pairs.num_rows:
+        sample = list(zip(reversed_pairs["src_id"].slice(0, 3).to_pylist(), reversed_pairs["dst_id"].slice(0, 3).to_pylist()))
+        problems.append(f"pin_pin: {reversed_pairs.num_rows} pair(s) not stored as src_id < dst_id, e.g. {sample}")
+    repeats = edges.group_by(["edge_type", "src_id", "dst_id"]).aggregate([([], "count_all")])
+    repeats = repeats.filter(pc.greater(repeats["count_all"], 1))
+    if repeats.num_rows:
+        sample = [(r["edge_type"], r["src_id"], r["dst_id"]) for r in repeats.slice(0, 3).to_pylist()]
+        problems.append(f"{repeats.num_rows} edge(s) stored more than once, e.g. {sample}")
     return problems
 
 

@@ -27,6 +27,8 @@ PIN, BOARD = "pin", "board"
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
+    """Walk budget, per-type quotas (paper: Pin-Board 25 Pins + 75 boards, Pin-Pin 50 Pins)."""
+
     num_walks: int = 100
     max_steps: int = 6
     restart_prob: float = 0.3
@@ -190,7 +192,9 @@ def neighborhood_rows(
     """One row per anchor, node types merged best first (ties: type name, then DGL's order)."""
     types = sorted(visited)
     pos = np.concatenate([visited[t][0] for t in types] + [np.zeros(0, np.int64)])
-    type_code = np.concatenate([np.full(len(visited[t][0]), i, np.int8) for i, t in enumerate(types)] + [np.zeros(0, np.int8)])
+    type_code = np.concatenate(
+        [np.full(len(visited[t][0]), i, np.int8) for i, t in enumerate(types)] + [np.zeros(0, np.int8)]
+    )
     node_id = np.concatenate([ids[t][visited[t][1]] for t in types] + [np.zeros(0, np.int64)])
     visits = np.concatenate([visited[t][2] for t in types] + [np.zeros(0, np.int64)])
     # One integer key (anchor, fewer visits, type); each type's block is already sorted by it,
