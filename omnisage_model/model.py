@@ -21,30 +21,44 @@ ENTITY_TYPES = ("pin", "board")
 
 
 class FeatureTokenizer(nn.Module):
-    """Each raw feature of each entity type becomes one width-``D`` token through a small MLP."""
+    """Each raw feature of each entity type becomes one width-``D`` token through a small MLP.
+
+    Tokens, in order: hashed n-gram text bag, pretrained text vector (when the config has
+    one), image, log degree. A missing feature (no text, no image; boards have no image) is
+    masked out rather than fed as zeros.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d = config.width
         self.text_bag = nn.EmbeddingBag(config.n_text_buckets + 1, config.text_dim, mode="mean", padding_idx=0)
         self.text = nn.ModuleList([mlp(config.text_dim, d, d) for _ in ENTITY_TYPES])
+        self.text_embedding = (
+            nn.ModuleList([mlp(config.text_embedding_dim, d, d) for _ in ENTITY_TYPES])
+            if config.text_embedding_dim
+            else None
+        )
         self.image = mlp(config.image_dim, d, d)
         self.degree = nn.ModuleList([mlp(1, d, d) for _ in ENTITY_TYPES])
-        self.slot = nn.Embedding(3, d)
+        self.slot = nn.Embedding(4 if self.text_embedding is not None else 3, d)
 
     def forward(self, store: FeatureStore, idx: torch.Tensor, entity_type: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens (n, 3, D) and their mask (n, 3) for nodes ``idx``, all of ``entity_type``."""
-        text = self.text[entity_type](self.text_bag(store.text[idx]))
-        degree = self.degree[entity_type](store.log_degree[idx, None])
+        """Tokens (n, T, D) and their mask (n, T) for nodes ``idx``, all of ``entity_type``."""
+        has_text = store.has_text[idx]
+        tokens = [self.text[entity_type](self.text_bag(store.text[idx]))]
+        mask = [has_text]
+        if self.text_embedding is not None:
+            tokens.append(self.text_embedding[entity_type](store.text_embedding[idx]))
+            mask.append(has_text)
         if entity_type == PIN_TYPE:
-            image = self.image(store.image[idx])
-            has_image = store.has_image[idx]
+            tokens.append(self.image(store.image[idx]))
+            mask.append(store.has_image[idx])
         else:
-            image = torch.zeros_like(text)
-            has_image = torch.zeros(len(idx), dtype=torch.bool, device=text.device)
-        tokens = torch.stack([text, image, degree], dim=1) + self.slot.weight
-        mask = torch.stack([torch.ones_like(has_image), has_image, torch.ones_like(has_image)], dim=1)
-        return tokens, mask
+            tokens.append(torch.zeros_like(tokens[0]))
+            mask.append(torch.zeros_like(has_text))
+        tokens.append(self.degree[entity_type](store.log_degree[idx, None]))
+        mask.append(torch.ones_like(has_text))
+        return torch.stack(tokens, dim=1) + self.slot.weight, torch.stack(mask, dim=1)
 
     def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
         """One vector per node (mixed types): the masked sum of its feature tokens."""

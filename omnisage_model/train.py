@@ -25,7 +25,7 @@ import torch
 
 from omnisage_model.checkpoint import load_weights, save_checkpoint
 from omnisage_model.config import ModelConfig, TrainConfig
-from omnisage_model.data import FeatureStore, TaskData, build_feature_store, build_task_data, read_bundle, text_buckets
+from omnisage_model.data import FeatureStore, TaskData, build_feature_store, build_task_data, feature_dims, read_bundle
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
 from omnisage_model.model import OmniSage
 
@@ -172,6 +172,7 @@ def load_training_inputs(
         tables,
         image_dim=model_config.image_dim,
         n_text_buckets=model_config.n_text_buckets,
+        text_embedding_dim=model_config.text_embedding_dim,
         max_neighbors_per_subgraph=model_config.max_neighbors_per_subgraph,
     )
     tasks = build_task_data(tables, store, max_len=model_config.seq_max_len)
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     tables = read_bundle(args.data)
-    model_config = ModelConfig.from_dict({"n_text_buckets": text_buckets(tables["pin_features"]), **args.model_config})
+    model_config = ModelConfig.from_dict({**feature_dims(tables["pin_features"]), **args.model_config})
     config = TrainConfig.from_dict(args.train_config)
     store, tasks = load_training_inputs(tables, model_config)
     result = train(store, tasks, model_config, config, init_from=args.init_from, device=args.device, log=lambda r: print(json.dumps(r), flush=True))

@@ -1,6 +1,11 @@
 """Shared fixtures: one tiny world, one Dagster instance and one materialized pipeline."""
 
+import os
 from pathlib import Path
+
+# Nothing in the suite may reach a model hub: the text encoder loads from its package.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import dagster as dg
 import pytest

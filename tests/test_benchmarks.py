@@ -15,3 +15,13 @@ def test_graph_sampling_benchmark_reports_targets_and_the_pinsage_baseline(tmp_p
     assert result["vs_pinsage_sampler"]["anchors"] == 300
     assert result["vs_pinsage_sampler"]["ours_anchors_per_s"] > 0 and result["vs_pinsage_sampler"]["pinsage_anchors_per_s"] > 0
     assert '"benchmark": "graph_edges + sampled_neighborhoods"' in capsys.readouterr().out
+
+
+def test_text_encoder_benchmark_reports_cpu_texts_per_second():
+    import text_encoder
+
+    result = text_encoder.main(["--texts", "40", "--batch-size", "16"])
+    cpu = [r for r in result["results"] if r["device"] == "cpu"]
+    assert [r["workload"] for r in cpu] == ["short (Pin titles)", "Pin title + description"]
+    assert all(r["texts_per_s"] > 0 for r in cpu) and cpu[0]["mean_tokens"] < cpu[1]["mean_tokens"]
+    assert "met" in result["target"]

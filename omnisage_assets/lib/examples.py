@@ -30,6 +30,8 @@ def _entity_features(content: pa.Table, entity_type: str, ids: pa.Array, degree:
         raise ValueError(f"content_features lacks {position.null_count} {entity_type}(s), e.g. {missing}")
     rows = rows.take(position)
     columns = {f"{entity_type}_id": ids, "text_ngrams": rows["text_ngrams"]}
+    if "text_embedding" in rows.column_names:
+        columns["text_embedding"] = rows["text_embedding"]
     if entity_type == "pin":
         columns["image"] = rows["image"]
     columns["log_degree"] = pa.array(np.log1p(degree).astype(np.float32))

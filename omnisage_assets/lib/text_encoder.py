@@ -65,7 +65,9 @@ class TextEncoder:
         cls, name: str = DEFAULT_MODEL, device: str | None = None, max_length: int = 128, batch_size: int = 128
     ) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a bar per load is noise in Dagster's logs
         source, local_only = resolve_model(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
@@ -165,7 +167,10 @@ def encode_with_cache(
 def _write_cache(path: Path, hashes: np.ndarray, vectors: np.ndarray, fingerprint: str) -> None:
     table = pa.table(
         {
-            "text_hash": pa.array(hashes.tolist(), pa.binary(16)),
+            # From the raw buffer: numpy's bytes conversion would drop trailing zero bytes.
+            "text_hash": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(16), len(hashes), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
+            ),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
         }
     ).replace_schema_metadata({"fingerprint": fingerprint})
