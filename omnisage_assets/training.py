@@ -7,7 +7,6 @@ import dagster as dg
 import great_expectations as gx
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from dagster_defs.partitions import daily_partitions, trailing_window
