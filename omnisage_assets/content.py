@@ -108,6 +108,11 @@ def content_facts(table: pa.Table) -> pd.DataFrame:
 )
 def content_features_check(content_features: pa.Table, pins: pa.Table, boards: pa.Table) -> dg.AssetCheckResult:
     facts = content_facts(content_features)
+    known = {"pin": pd.Index(pins["pin_id"].to_numpy()), "board": pd.Index(boards["board_id"].to_numpy())}
+    facts["known_id"] = False
+    for entity_type, ids in known.items():
+        rows = (facts["entity_type"] == entity_type).to_numpy()
+        facts.loc[rows, "known_id"] = ids.get_indexer(facts.loc[rows, "entity_id"].to_numpy()) >= 0
     meta = content_features.schema.metadata or {}
     text_dim = int(meta.get(b"text_embedding_dim", b"-1"))
     widths = facts.loc[facts["has_image"], "image_width"]
@@ -117,6 +122,8 @@ def content_features_check(content_features: pa.Table, pins: pa.Table, boards: p
         [
             gx.expectations.ExpectTableRowCountToEqual(value=pins.num_rows + boards.num_rows),
             gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["entity_type", "entity_id"]),
+            # With the row count and uniqueness: every Pin and board has exactly one row.
+            gx.expectations.ExpectColumnValuesToBeInSet(column="known_id", value_set=[True]),
             gx.expectations.ExpectColumnValuesToBeInSet(column="text_width", value_set=[text_dim]),
             gx.expectations.ExpectColumnValuesToBeBetween(column="text_norm", min_value=0.999, max_value=1.001),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="text_norm"),

@@ -114,6 +114,9 @@ def test_the_check_fails_on_wrong_norms_widths_and_non_finite_images(encoder):
     result = content_features_check(content_features=bad, **tables)
     assert not result.passed
     assert "(text_norm)" in result.description and "(image_non_finite)" in result.description
+    stranger = good.set_column(1, "entity_id", pa.array([100, 555, 900], pa.int64()))  # Pin 101 lost, 555 unknown
+    result = content_features_check(content_features=stranger, **tables)
+    assert not result.passed and "(known_id)" in result.description
 
 
 def test_rematerializing_after_new_pins_encodes_only_new_and_changed_texts(tmp_path, dagster_instance, pipeline):
