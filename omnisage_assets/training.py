@@ -1,7 +1,10 @@
 """Training: the example bundle for day D and the OmniSage checkpoint trained on it."""
 
 import dataclasses
+import datetime as dt
 import json
+import shutil
+from pathlib import Path
 
 import dagster as dg
 import great_expectations as gx
@@ -13,8 +16,8 @@ from dagster_defs.partitions import daily_partitions, trailing_window
 from dagster_defs.resources import StorageResource
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.examples import training_examples as build_training_examples
-from omnisage_assets.plots import line_plot_md
-from omnisage_model.checkpoint import read_checkpoint_config, save_checkpoint
+from omnisage_assets.plots import line_plot_md, table_md
+from omnisage_model.checkpoint import CheckpointError, read_checkpoint_config, save_checkpoint
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import feature_dims
 from omnisage_model.train import load_training_inputs, train
@@ -66,7 +69,8 @@ def training_examples_check(training_examples: dict[str, pa.Table]) -> dg.AssetC
 class TrainingRunConfig(dg.Config):
     """Model and optimisation settings. Defaults are sized for a CPU and the demo world;
     the paper's configuration is ``width=768, heads=12, mlp_dim=3072, seq_width=512,
-    seq_layers=4, seq_max_len=256, max_neighbors_per_subgraph=None`` on a GPU."""
+    seq_layers=4, seq_max_len=256, max_neighbors_per_subgraph=None,
+    feature_mlp_hidden=1024`` on a GPU."""
 
     width: int = 64
     heads: int = 4
@@ -79,15 +83,22 @@ class TrainingRunConfig(dg.Config):
     seq_layers: int = 1
     seq_max_len: int = 32
     max_neighbors_per_subgraph: int | None = 12
+    feature_mlp_layers: int = 4
+    feature_mlp_hidden: int = 128
     steps: int = 300
     pair_batch_size: int = 256
     user_batch_size: int = 32
+    feature_batch_size: int = 128
     random_negatives: int = 512
     temperature: float = 0.05
     lr: float = 3e-3
     warmup_steps: int = 30
     pair_weight: float = 1.0
+    feature_weight: float = 1.0
     user_weight: float = 1.0
+    loss_chunk_size: int | None = 256
+    checkpoint_every: int = 50  # steps between resumable states: a killed run resumes
+    warm_start: bool = True  # start from the previous day's checkpoint when it fits
     seed: int = 0
     device: str = "auto"
 
@@ -118,19 +129,27 @@ def omnisage_checkpoint(
     storage: StorageResource,
     training_examples: dict[str, pa.Table],
 ) -> dg.MaterializeResult:
-    """OmniSage trained on the day's examples (entity-entity and user-entity tasks, sampled
-    softmax with in-batch and random negatives and logQ correction), saved as safetensors."""
+    """OmniSage trained on the day's examples: entity-entity, entity-feature and user-entity
+    tasks, one sampled softmax with in-batch and random negatives and logQ correction;
+    warm-started from the previous day's checkpoint, saved as safetensors."""
     tables = training_examples
     model_config = config.to_model_config(feature_dims(tables["pin_features"]))
     train_config = config.to_train_config()
     store, tasks = load_training_inputs(tables, model_config)
     device = config.resolved_device()
-    context.log.info(f"training on {device}: {store.n_nodes} nodes, {len(tasks.pair_query)} pairs, {len(tasks.user_ids)} users")
+    init_from = _previous_checkpoint(context, storage, model_config) if config.warm_start else None
+    context.log.info(
+        f"training on {device}: {store.n_nodes} nodes, {len(tasks.pair_query)} pairs, {len(tasks.user_ids)} users; "
+        f"warm start: {init_from or 'none'}"
+    )
 
     def log(record: dict[str, float]) -> None:
         context.log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
-    result = train(store, tasks, model_config, train_config, device=device, log=log)
+    state_dir = storage.path("training_state", context.partition_key)
+    result = train(
+        store, tasks, model_config, train_config, init_from=init_from, device=device, log=log, state_dir=state_dir
+    )
     out = storage.checkpoint_dir(context.partition_key)
     save_checkpoint(
         out,
@@ -140,10 +159,13 @@ def omnisage_checkpoint(
             "train_config": dataclasses.asdict(train_config),
             "history": result.history,
             "seconds": result.seconds,
+            "warm_started_from": str(init_from) if init_from else None,
         },
     )
+    shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
     steps = [r["step"] for r in result.history]
-    curves = {k: [r[k] for r in result.history] for k in ("loss", "loss_pair", "loss_user") if k in result.history[0]}
+    curves = {k: [r[k] for r in result.history] for k in result.history[0] if k.startswith("loss")}
+    final = [{"loss": k, "first": v[0], "last": v[-1]} for k, v in curves.items()]
     return dg.MaterializeResult(
         metadata={
             "path": str(out),
@@ -152,9 +174,28 @@ def omnisage_checkpoint(
             "final_loss": result.history[-1]["loss"],
             "first_loss": result.history[0]["loss"],
             "parameters": sum(p.numel() for p in result.model.parameters()),
-            "loss_curve": line_plot_md(steps, curves, "step", "training loss"),
+            "warm_started_from": str(init_from) if init_from else "none",
+            "resumed_from_step": result.resumed_from_step,
+            "losses": table_md(final, ["loss", "first", "last"]),
+            "loss_curve": line_plot_md(steps, curves, "step", "training loss per task"),
         }
     )
+
+
+def _previous_checkpoint(
+    context: dg.AssetExecutionContext, storage: StorageResource, model_config: ModelConfig
+) -> Path | None:
+    """The previous day's checkpoint, if there is one and it was trained with this architecture."""
+    previous = (dt.date.fromisoformat(context.partition_key) - dt.timedelta(days=1)).isoformat()
+    directory = storage.checkpoint_dir(previous)
+    try:
+        meta = read_checkpoint_config(directory)
+    except CheckpointError:
+        return None
+    if meta["model_config"] != json.loads(json.dumps(dataclasses.asdict(model_config))):
+        context.log.warning(f"not warm-starting from {directory}: it was trained with another model configuration")
+        return None
+    return directory
 
 
 @dg.asset_check(asset=omnisage_checkpoint, partitions_def=daily_partitions, blocking=True, description="Checkpoint loads; losses are finite and went down.")

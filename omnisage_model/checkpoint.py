@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,65 @@ def load_weights(model: OmniSage, directory: Path | str) -> None:
             f"{unexpected[:3]}, wrong shape {wrong[:3]})"
         )
     model.load_state_dict(state)
+
+
+# A resumable training state: everything a killed run needs to continue as if it had not
+# stopped. Tensors go to safetensors, the rest to JSON; the folder is replaced atomically.
+STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
+
+
+def save_training_state(
+    directory: Path | str,
+    model: OmniSage,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+) -> Path:
+    """Write the state into a fresh sibling folder, then swap it in with renames."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_checkpoint(tmp, model)
+    opt = optimizer.state_dict()
+    flat = {f"optimizer.{pid}.{key}": value for pid, state in opt["state"].items() for key, value in state.items()}
+    flat |= {f"extra.{key}": value for key, value in tensors.items()}
+    save_file({k: v.detach().contiguous().cpu() for k, v in flat.items()}, str(tmp / STATE_TENSORS))
+    body = {"optimizer_param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **meta}
+    (tmp / STATE_JSON).write_text(json.dumps(body, default=str))
+    old = directory.with_name(f".{directory.name}.old")
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    if old.exists():
+        shutil.rmtree(old)
+    return directory
+
+
+def load_training_state(
+    directory: Path | str,
+    model: OmniSage,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore model, optimizer and scheduler in place; return the extra tensors and metadata."""
+    directory = Path(directory)
+    load_weights(model, directory)
+    try:
+        body = json.loads((directory / STATE_JSON).read_text())
+        flat = load_file(str(directory / STATE_TENSORS))
+    except (OSError, json.JSONDecodeError, SafetensorError) as err:
+        raise CheckpointError(f"{directory}: corrupt training state ({err})") from None
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    extra = {}
+    for key, value in flat.items():
+        kind, rest = key.split(".", 1)
+        if kind == "optimizer":
+            pid, name = rest.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        else:
+            extra[rest] = value
+    optimizer.load_state_dict({"state": state, "param_groups": body.pop("optimizer_param_groups")})
+    scheduler.load_state_dict(body.pop("scheduler"))
+    return extra, body

@@ -25,6 +25,9 @@ class ModelConfig:
     # Best-scored neighbour tokens kept per subgraph (None: all sampled, 25+75 and 50 in the paper).
     max_neighbors_per_subgraph: int | None = None
     dropout: float = 0.0
+    # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
+    feature_mlp_layers: int = 4
+    feature_mlp_hidden: int = 1024
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -46,8 +49,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    pair_weight: float = 1.0
-    user_weight: float = 1.0
+    feature_batch_size: int = 256  # nodes per raw feature type and step, entity-feature task
+    pair_weight: float = 1.0  # the paper's l_p
+    feature_weight: float = 1.0  # l_f
+    user_weight: float = 1.0  # l_s, on L_next + L_future
+    loss_chunk_size: int | None = 256  # queries per chunk of the sampled softmax; None: one block
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: none)
     future_window: int = 16  # actions ahead from which the future-action target is drawn
     seed: int = 0
     log_every: int = 10

@@ -109,6 +109,14 @@ class FeatureStore:
     def image_dim(self) -> int:
         return int(self.image.shape[1])
 
+    def raw_feature(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A raw feature of every node, and whether each node has it."""
+        if name == "image":
+            return self.image, self.has_image
+        if name == "text_embedding":
+            return self.text_embedding, self.has_text
+        raise KeyError(f"no raw feature {name!r}")
+
     def to(self, device: torch.device | str) -> "FeatureStore":
         return dataclasses.replace(
             self,

@@ -5,6 +5,11 @@ negatives. Frequent items are over-represented among in-batch negatives, so each
 is corrected by the log of the candidate's expected number of appearances in the sampled
 set (Yi et al., RecSys 2019); item frequencies come from a count-min sketch that streams
 over the training positives.
+
+With ``chunk_size`` the loss is computed the paper's way: on detached embeddings, a chunk of
+queries at a time, accumulating the gradients with respect to the embeddings; the model is
+then backpropagated once. Only a (chunk x candidates) block of logits is ever alive, so
+memory no longer grows with queries x negatives; values and gradients are the same.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class CountMinSketch:
         return self.estimate(ids) / max(self.total, 1.0)
 
 
-def sampled_softmax_loss(
+def _summed_loss(
     queries: torch.Tensor,
     candidates: torch.Tensor,
     target: torch.Tensor,
@@ -50,17 +55,56 @@ def sampled_softmax_loss(
     log_q: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """Mean cross-entropy of each query against ``candidates``.
-
-    ``target[i]`` is the column of query ``i``'s positive; any other column holding the same
-    item id is masked, so an item is never its own negative. ``log_q`` (C,) is subtracted
-    from the logits (logQ correction).
-    """
     logits = queries @ candidates.T / temperature - log_q[None, :]
     same_item = candidate_ids[None, :] == candidate_ids[target][:, None]
     same_item[torch.arange(len(target), device=target.device), target] = False
     logits = logits.masked_fill(same_item, float("-inf"))
-    return F.cross_entropy(logits.float(), target)
+    return F.cross_entropy(logits.float(), target, reduction="sum")
+
+
+class _WithGradients(torch.autograd.Function):
+    """A loss value whose gradients w.r.t. the embeddings were computed ahead (chunk by chunk)."""
+
+    @staticmethod
+    def forward(ctx, value, queries, candidates, grad_queries, grad_candidates):  # type: ignore[override]
+        ctx.save_for_backward(grad_queries, grad_candidates)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        grad_queries, grad_candidates = ctx.saved_tensors
+        return None, grad_output * grad_queries, grad_output * grad_candidates, None, None
+
+
+def sampled_softmax_loss(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    target: torch.Tensor,
+    candidate_ids: torch.Tensor,
+    log_q: torch.Tensor,
+    temperature: float,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy of each query against ``candidates``.
+
+    ``target[i]`` is the column of query ``i``'s positive; any other column holding the same
+    item id is masked, so an item is never its own negative. ``log_q`` (C,) is subtracted
+    from the logits (logQ correction). ``chunk_size`` queries at a time bounds the memory of
+    the logits; see the module docstring.
+    """
+    n = len(target)
+    if chunk_size is None or n <= chunk_size or not (queries.requires_grad or candidates.requires_grad):
+        return _summed_loss(queries, candidates, target, candidate_ids, log_q, temperature) / max(n, 1)
+    q = queries.detach().requires_grad_(True)
+    c = candidates.detach().requires_grad_(True)
+    value = torch.zeros((), device=queries.device)
+    with torch.enable_grad():
+        for start in range(0, n, chunk_size):
+            rows = slice(start, start + chunk_size)
+            part = _summed_loss(q[rows], c, target[rows], candidate_ids, log_q, temperature) / n
+            part.backward()
+            value += part.detach()
+    return _WithGradients.apply(value, queries, candidates, q.grad, c.grad)
 
 
 def candidate_log_q(

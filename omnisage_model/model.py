@@ -94,8 +94,50 @@ class EntityEmbedder(nn.Module):
         return F.normalize(self.head(self.norm(x[:, 0])), dim=-1)
 
 
+def relu_mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FeatureEncoders(nn.Module):
+    """The entity-feature task's encoders: one ReLU MLP per raw feature type.
+
+    Input: the node's raw feature beside the mean raw feature of its neighbours that have
+    it; output: a unit vector that must retrieve the node's embedding, which keeps content
+    information in the embedding (the paper's "autoencoding" task).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = [config.feature_mlp_hidden] * (config.feature_mlp_layers - 1)
+        self.encoders = nn.ModuleDict(
+            {name: relu_mlp([2 * dim, *hidden, config.out_dim]) for name, dim in feature_widths(config).items()}
+        )
+
+    def forward(self, store: FeatureStore, idx: torch.Tensor, feature: str) -> torch.Tensor:
+        values, present = store.raw_feature(feature)
+        nbr = store.nbr_index[idx]
+        valid = (nbr >= 0) & present[nbr.clamp(min=0)]
+        weights = valid.to(values.dtype)[..., None]
+        mean = (values[nbr.clamp(min=0)] * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return F.normalize(self.encoders[feature](torch.cat([values[idx], mean], dim=1)), dim=-1)
+
+
+def feature_widths(config: ModelConfig) -> dict[str, int]:
+    """Raw feature types the entity-feature task encodes, with their widths."""
+    widths = {"image": config.image_dim}
+    if config.text_embedding_dim:
+        widths["text_embedding"] = config.text_embedding_dim
+    return widths
+
+
 class OmniSage(nn.Module):
-    """Embeds Pins and boards (``embed``) and user sequences (``embed_sequence``)."""
+    """Embeds Pins and boards (``embed``) and user sequences (``embed_sequence``); the
+    entity-feature encoders (``feature_encoders``) only serve training."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -107,6 +149,7 @@ class OmniSage(nn.Module):
         self.neighbor_score = mlp(1, d, d)
         self.embedders = nn.ModuleList([EntityEmbedder(config) for _ in ENTITY_TYPES])
         self.sequence = UserSequenceModel(config)
+        self.feature_encoders = FeatureEncoders(config)
 
     def _neighbor_tokens(self, store: FeatureStore, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nbr = store.nbr_index[idx]  # (n, K)

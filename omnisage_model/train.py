@@ -1,10 +1,11 @@
 """Multi-task contrastive training of OmniSage.
 
 Each step embeds, in one pass, every node the step needs (pair queries and positives,
-sequence Pins, random negatives) and adds two losses: entity-entity (a query node
-retrieves its engaged or neighbouring Pin) and user-entity (the sequence output at step t
-retrieves the next Pin and a Pin from a future window). Both backpropagate into the
-entity embedders.
+feature-task nodes, sequence Pins, random negatives) and adds three tasks' losses:
+entity-entity (a query node retrieves its engaged or neighbouring Pin), entity-feature (an
+MLP encoding of a node's and its neighbours' raw features retrieves the node), and
+user-entity (the sequence output at step t retrieves the next Pin and a Pin from a future
+window). All backpropagate into the entity embedders.
 
 Standalone: ``python -m omnisage_model.train --data DIR --out DIR [--steps N] ...``
 where DIR holds the Parquet tables named in ``omnisage_model.data.BUNDLE_TABLES``.
@@ -23,11 +24,17 @@ from typing import Any
 
 import torch
 
-from omnisage_model.checkpoint import load_weights, save_checkpoint
+from omnisage_model.checkpoint import (
+    STATE_JSON,
+    load_training_state,
+    load_weights,
+    save_checkpoint,
+    save_training_state,
+)
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import FeatureStore, TaskData, build_feature_store, build_task_data, feature_dims, read_bundle
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
-from omnisage_model.model import OmniSage
+from omnisage_model.model import OmniSage, feature_widths
 
 POSITIONS_PER_USER = 8
 
@@ -37,6 +44,7 @@ class TrainResult:
     model: OmniSage
     history: list[dict[str, float]]
     seconds: float
+    resumed_from_step: int = 0  # 0: started from scratch (or from ``init_from``)
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -65,6 +73,33 @@ def _user_queries(
     return batch_row, step, step + 1, torch.minimum(step + ahead, last)
 
 
+@dataclasses.dataclass
+class StepBatch:
+    """What one step samples: node ids per task, all embedded in a single pass."""
+
+    random: torch.Tensor
+    pair_query: torch.Tensor | None = None
+    pair_positive: torch.Tensor | None = None
+    feature_nodes: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    users: torch.Tensor | None = None
+    user_queries: tuple[torch.Tensor, ...] | None = None
+
+    def nodes(self, tasks: TaskData) -> list[torch.Tensor]:
+        parts = [self.random]
+        if self.pair_query is not None:
+            parts += [self.pair_query, self.pair_positive]
+        parts += list(self.feature_nodes.values())
+        if self.users is not None:
+            seq = tasks.sequences[self.users]
+            parts.append(seq[seq >= 0])
+        return parts
+
+
+def _log_q(sketch: CountMinSketch, positives: torch.Tensor, n_random: int, n_pins: int) -> torch.Tensor:
+    sketch.update(positives)
+    return candidate_log_q(positives, len(positives), n_random, n_pins, sketch)
+
+
 def train(
     store: FeatureStore,
     tasks: TaskData,
@@ -73,7 +108,13 @@ def train(
     init_from: Path | None = None,
     device: str = "cpu",
     log: Callable[[dict[str, float]], None] | None = None,
+    state_dir: Path | None = None,
 ) -> TrainResult:
+    """Train for ``config.steps`` steps: L = l_p L_pair + l_f L_feature + l_s (L_next + L_future).
+
+    With ``state_dir``, a resumable state is written there every ``config.checkpoint_every``
+    steps, and a run that finds one there continues from it (a killed run resumes).
+    """
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     model = OmniSage(model_config)
@@ -83,66 +124,87 @@ def train(
     store = store.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config))
-    # One frequency stream per task: each task's in-batch candidates are its own positives.
-    sketches = {"pair": CountMinSketch(seed=config.seed), "user": CountMinSketch(seed=config.seed + 1)}
     n_pins = store.n_pins
     eligible_users = (tasks.sequence_length >= 2).nonzero().squeeze(1)
     use_users = config.user_weight > 0 and len(eligible_users) > 0
     use_pairs = config.pair_weight > 0 and len(tasks.pair_query) > 0
-    if not (use_users or use_pairs):
-        raise ValueError("no training signal: no pairs and no user sequences of length >= 2")
+    with_feature = {
+        name: store.raw_feature(name)[1].cpu().nonzero().squeeze(1) for name in feature_widths(model_config)
+    }
+    with_feature = {k: v for k, v in with_feature.items() if config.feature_weight > 0 and len(v) > 0}
+    if not (use_users or use_pairs or with_feature):
+        raise ValueError("no training signal: no pairs, no raw features and no user sequences of length >= 2")
+    # One frequency stream per task: each task's in-batch candidates are its own positives.
+    sketches = {
+        name: CountMinSketch(seed=config.seed + i)
+        for i, name in enumerate(["pair", "user", *(f"feature_{k}" for k in with_feature)])
+    }
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else torch.autocast("cpu", enabled=False)
+    chunk = config.loss_chunk_size
 
     history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    for step in range(config.steps):
+    first_step, elapsed = 0, 0.0
+    configs = {"model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config)}
+    if state_dir is not None and _same_configs(Path(state_dir), configs):
+        extra, meta = load_training_state(state_dir, model, opt, sched)
+        first_step, history, elapsed = meta["step"], meta["history"], meta["seconds"]
+        g.set_state(extra["generator"])
+        torch.set_rng_state(extra["torch_rng"])
+        for name, sketch in sketches.items():
+            sketch.counts.copy_(extra[f"sketch_{name}"])
+            sketch.total = meta["sketch_totals"][name]
+    start = time.perf_counter() - elapsed
+    for step in range(first_step, config.steps):
         model.train()
-        parts: list[torch.Tensor] = []
-        rand = torch.randint(0, n_pins, (config.random_negatives,), generator=g)
-        parts.append(rand)
+        batch = StepBatch(random=torch.randint(0, n_pins, (config.random_negatives,), generator=g))
         if use_pairs:
             b = torch.randint(0, len(tasks.pair_query), (config.pair_batch_size,), generator=g)
-            pq, pp = tasks.pair_query[b], tasks.pair_positive[b]
-            parts += [pq, pp]
+            batch.pair_query, batch.pair_positive = tasks.pair_query[b], tasks.pair_positive[b]
+        for name, nodes in with_feature.items():
+            batch.feature_nodes[name] = nodes[torch.randint(0, len(nodes), (config.feature_batch_size,), generator=g)]
         if use_users:
-            users = eligible_users[torch.randint(0, len(eligible_users), (config.user_batch_size,), generator=g)]
-            seq = tasks.sequences[users]
-            brow, ustep, next_pos, future_pos = _user_queries(tasks, users, config, g)
-            parts += [seq[seq >= 0]]
+            batch.users = eligible_users[torch.randint(0, len(eligible_users), (config.user_batch_size,), generator=g)]
+            batch.user_queries = _user_queries(tasks, batch.users, config, g)
+        parts = batch.nodes(tasks)
         nodes, inverse = torch.unique(torch.cat(parts), return_inverse=True)
+        slices = dict(zip(range(len(parts)), torch.split(inverse.to(device), [len(p) for p in parts])))
         with autocast:
             emb = model.embed(store, nodes.to(device))
-            inv = inverse.to(device)
-            offset = config.random_negatives
-            rand_emb = emb[inv[:offset]]
+            rand_emb = emb[slices[0]]
+            rand_ids = batch.random.to(device)
             losses: dict[str, torch.Tensor] = {}
+            part = 1
+
+            def contrastive(queries: torch.Tensor, positive_emb: torch.Tensor, positives: torch.Tensor, sketch: str) -> torch.Tensor:
+                log_q = _log_q(sketches[sketch], positives, len(batch.random), n_pins).to(device)
+                cand = torch.cat([positive_emb, rand_emb])
+                cand_ids = torch.cat([positives.to(device), rand_ids])
+                target = torch.arange(len(positives), device=device)
+                return sampled_softmax_loss(queries, cand, target, cand_ids, log_q, config.temperature, chunk)
+
             if use_pairs:
-                n = len(pq)
-                q_emb, p_emb = emb[inv[offset : offset + n]], emb[inv[offset + n : offset + 2 * n]]
-                offset += 2 * n
-                sketches["pair"].update(pp)
-                cand = torch.cat([p_emb, rand_emb])
-                cand_ids = torch.cat([pp, rand]).to(device)
-                log_q = candidate_log_q(pp, n, len(rand), n_pins, sketches["pair"]).to(device)
-                target = torch.arange(n, device=device)
-                losses["pair"] = sampled_softmax_loss(q_emb, cand, target, cand_ids, log_q, config.temperature)
+                losses["pair"] = contrastive(emb[slices[1]], emb[slices[2]], batch.pair_positive, "pair")
+                part = 3
+            for name, feature_nodes in batch.feature_nodes.items():
+                queries = model.feature_encoders(store, feature_nodes.to(device), name)
+                losses[f"feature_{name}"] = contrastive(queries, emb[slices[part]], feature_nodes, f"feature_{name}")
+                part += 1
             if use_users:
+                seq = tasks.sequences[batch.users]
                 seq_emb = torch.zeros(*seq.shape, emb.shape[1], device=device, dtype=emb.dtype)
-                seq_emb[(seq >= 0).to(device)] = emb[inv[offset:]]
-                out = model.embed_sequence(seq_emb, tasks.sequence_length[users].to(device))
-                queries = out[brow.to(device), ustep.to(device)]
-                user_loss = torch.zeros((), device=device)
-                for pos in (next_pos, future_pos):
-                    targets = seq[brow, pos]
-                    sketches["user"].update(targets)
-                    t_emb = seq_emb[brow.to(device), pos.to(device)]
-                    cand = torch.cat([t_emb, rand_emb])
-                    cand_ids = torch.cat([targets, rand]).to(device)
-                    log_q = candidate_log_q(targets, len(targets), len(rand), n_pins, sketches["user"]).to(device)
-                    target = torch.arange(len(targets), device=device)
-                    user_loss = user_loss + sampled_softmax_loss(queries, cand, target, cand_ids, log_q, config.temperature)
-                losses["user"] = user_loss / 2
-            loss = config.pair_weight * losses.get("pair", 0.0) + config.user_weight * losses.get("user", 0.0)
+                seq_emb[(seq >= 0).to(device)] = emb[slices[part]]
+                out = model.embed_sequence(seq_emb, tasks.sequence_length[batch.users].to(device))
+                brow, ustep, next_pos, future_pos = (t.to(device) for t in batch.user_queries)
+                queries = out[brow, ustep]
+                for name, pos in (("user_next", next_pos), ("user_future", future_pos)):
+                    targets = seq.to(device)[brow, pos]
+                    losses[name] = contrastive(queries, seq_emb[brow, pos], targets.cpu(), "user")
+            feature_losses = [v for k, v in losses.items() if k.startswith("feature_")]
+            loss = (
+                config.pair_weight * losses.get("pair", 0.0)
+                + config.feature_weight * (sum(feature_losses) / len(feature_losses) if feature_losses else 0.0)
+                + config.user_weight * (losses.get("user_next", 0.0) + losses.get("user_future", 0.0))
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -162,7 +224,36 @@ def train(
             history.append(record)
             if log is not None:
                 log(record)
-    return TrainResult(model=model.cpu(), history=history, seconds=time.perf_counter() - start)
+        done = step + 1
+        if state_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            save_training_state(
+                state_dir,
+                model,
+                opt,
+                sched,
+                {
+                    "generator": g.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    **{f"sketch_{k}": v.counts for k, v in sketches.items()},
+                },
+                {
+                    **configs,
+                    "step": done,
+                    "history": history,
+                    "seconds": time.perf_counter() - start,
+                    "sketch_totals": {k: v.total for k, v in sketches.items()},
+                },
+            )
+    return TrainResult(model.cpu(), history, time.perf_counter() - start, first_step)
+
+
+def _same_configs(state_dir: Path, configs: dict[str, Any]) -> bool:
+    """Whether ``state_dir`` holds a state this very configuration wrote (else: start afresh)."""
+    try:
+        meta = json.loads((state_dir / STATE_JSON).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return all(meta.get(k) == v for k, v in json.loads(json.dumps(configs)).items())
 
 
 def load_training_inputs(

@@ -1,0 +1,104 @@
+"""Training: the chunked loss, the entity-feature task, resuming, and the daily warm start."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST_TRAINING, MODEL_DAY, TINY
+from test_model import _config, bundle  # noqa: F401  (the shared tiny training bundle)
+
+from omnisage_model.config import TrainConfig
+from omnisage_model.losses import sampled_softmax_loss
+from omnisage_model.model import OmniSage
+from omnisage_model.train import load_training_inputs, train
+
+
+def test_chunked_loss_matches_the_one_block_loss_in_value_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    queries = torch.nn.functional.normalize(torch.randn(70, 16, generator=g), dim=-1).requires_grad_(True)
+    candidates = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=-1).requires_grad_(True)
+    target = torch.arange(70)
+    ids = torch.cat([torch.randint(0, 40, (70,), generator=g), torch.randint(0, 1000, (230,), generator=g)])
+    log_q = torch.randn(300, generator=g)
+    grads = []
+    for chunk in (None, 16):
+        loss = sampled_softmax_loss(queries * 2, candidates, target, ids, log_q, 0.1, chunk_size=chunk)
+        q_grad, c_grad = torch.autograd.grad(loss, (queries, candidates))
+        grads.append((loss.detach(), q_grad, c_grad))
+    (full, fq, fc), (chunked, cq, cc) = grads
+    torch.testing.assert_close(chunked, full)
+    torch.testing.assert_close(cq, fq)
+    torch.testing.assert_close(cc, fc)
+
+
+def _train_config(**kw) -> TrainConfig:
+    return TrainConfig(
+        **{"steps": 24, "pair_batch_size": 32, "user_batch_size": 8, "feature_batch_size": 32, "random_negatives": 64,
+           "warmup_steps": 4, "log_every": 1, "loss_chunk_size": 16, **kw}
+    )
+
+
+def test_entity_feature_task_alone_trains_the_entity_embedders(bundle):  # noqa: F811
+    config = _config(feature_mlp_hidden=32)
+    store, tasks = load_training_inputs(bundle, config)
+    torch.manual_seed(0)  # train() seeds the same way: this is its initial model
+    before = OmniSage(config).state_dict()
+    result = train(store, tasks, config, _train_config(pair_weight=0.0, user_weight=0.0, steps=30))
+    keys = set(result.history[0])
+    assert {"loss_feature_image", "loss_feature_text_embedding"} <= keys and "loss_pair" not in keys
+    after = result.model.state_dict()
+    # AdamW skips parameters without a gradient: these moved because the feature loss reached them.
+    assert not torch.equal(after["embedders.0.head.0.weight"], before["embedders.0.head.0.weight"])
+    assert not torch.equal(after["embedders.1.head.0.weight"], before["embedders.1.head.0.weight"])
+    assert torch.equal(after["sequence.out.weight"], before["sequence.out.weight"])  # no user task: untouched
+    first = np.mean([r["loss"] for r in result.history[:5]])
+    last = np.mean([r["loss"] for r in result.history[-5:]])
+    assert last < first
+
+
+def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupted_one_does(bundle, tmp_path):  # noqa: F811
+    config = _config(feature_mlp_hidden=32)
+    store, tasks = load_training_inputs(bundle, config)
+    train_config = _train_config(checkpoint_every=10)
+    reference = train(store, tasks, config, train_config, state_dir=tmp_path / "uninterrupted")
+
+    class Killed(Exception):
+        pass
+
+    def die_at_step_15(record):
+        if record["step"] == 15:
+            raise Killed
+
+    state = tmp_path / "state"
+    with pytest.raises(Killed):
+        train(store, tasks, config, train_config, log=die_at_step_15, state_dir=state)
+    resumed = train(store, tasks, config, train_config, state_dir=state)
+    assert resumed.resumed_from_step == 10
+    assert [r["step"] for r in resumed.history] == list(range(24))
+    for key, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    # Another configuration never resumes a state it did not write.
+    other = train(store, tasks, config, dataclasses.replace(train_config, lr=1e-3), state_dir=state)
+    assert other.resumed_from_step == 0
+
+
+def test_the_next_day_warm_starts_from_the_previous_checkpoint(pipeline, dagster_instance):
+    import dagster as dg
+
+    next_day = TINY.days[7]
+    job = pipeline["defs"].resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        partition_key=next_day,
+        asset_selection=[dg.AssetKey(k) for k in ("graph_edges", "sampled_neighborhoods", "training_examples", "omnisage_checkpoint")],
+        run_config={"ops": {"omnisage_checkpoint": {"config": {**FAST_TRAINING, "steps": 20}}}},
+    )
+    assert result.success
+    meta = [
+        e.materialization.metadata for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "omnisage_checkpoint"
+    ][0]
+    assert meta["warm_started_from"].value.endswith(f"omnisage_checkpoint/{MODEL_DAY}")
+    assert "| pair |" not in meta["losses"].value and "| loss_pair |" in meta["losses"].value
+    assert not (pipeline["root"] / "training_state" / next_day).exists()  # finished: no state left
