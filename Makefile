@@ -34,6 +34,8 @@ test: setup
 bench: setup
 	$(PY) benchmarks/graph_sampling.py --out $(OMNISAGE_HOME)/bench/graph_sampling.json
 	$(PY) benchmarks/text_encoder.py --out $(OMNISAGE_HOME)/bench/text_encoder.json
+	$(PY) benchmarks/model_throughput.py --out $(OMNISAGE_HOME)/bench/model_throughput.json
+	$(PY) benchmarks/chunked_loss_memory.py --out $(OMNISAGE_HOME)/bench/chunked_loss_memory.json
 	$(PY) benchmarks/graph_assets.py --out $(OMNISAGE_HOME)/bench/graph_assets.json
 
 ui: setup dagster-home

@@ -17,8 +17,14 @@ def embed_nodes(model: OmniSage, store: FeatureStore, batch_size: int = 4096, de
     out = np.empty((store.n_nodes, model.config.out_dim), np.float32)
     for start in range(0, store.n_nodes, batch_size):
         idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
-        out[start : start + len(idx)] = model.embed(store, idx).float().cpu().numpy()
+        with _autocast(device):
+            out[start : start + len(idx)] = model.embed(store, idx).float().cpu().numpy()
     return out
+
+
+def _autocast(device: str | torch.device) -> torch.autocast:
+    """bf16 on CUDA (what training used), full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
 
 
 @torch.no_grad()
@@ -34,7 +40,8 @@ def embed_users(
         seq = tasks.sequences[start : start + batch_size].to(device)
         lengths = tasks.sequence_length[start : start + batch_size].to(device)
         x = pins[seq.clamp_min(0)] * (seq >= 0)[..., None]
-        y = model.embed_sequence(x, lengths.clamp_min(1))
+        with _autocast(device):
+            y = model.embed_sequence(x, lengths.clamp_min(1))
         last = (lengths - 1).clamp_min(0)
         out[start : start + len(seq)] = y[torch.arange(len(seq), device=device), last].float().cpu().numpy()
     return out

@@ -7,9 +7,10 @@ set (Yi et al., RecSys 2019); item frequencies come from a count-min sketch that
 over the training positives.
 
 With ``chunk_size`` the loss is computed the paper's way: on detached embeddings, a chunk of
-queries at a time, accumulating the gradients with respect to the embeddings; the model is
-then backpropagated once. Only a (chunk x candidates) block of logits is ever alive, so
-memory no longer grows with queries x negatives; values and gradients are the same.
+queries at a time, accumulating the gradients with respect to the embeddings (softmax minus
+one-hot, written out so each chunk allocates one block of logits and adds its candidate
+gradient in place); the model is then backpropagated once. Memory no longer grows with
+queries x negatives, only with the candidates themselves; values and gradients are the same.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import torch
 import torch.nn.functional as F
 
 _PRIME = 2_147_483_647  # 2^31 - 1
+# A chunk's block of logits stays under this many elements (16 MB in fp32), whatever the
+# number of candidates: fewer query rows per chunk as candidates grow.
+LOGITS_PER_CHUNK = 1 << 22
 
 
 class CountMinSketch:
@@ -55,10 +59,11 @@ def _summed_loss(
     log_q: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    logits = queries @ candidates.T / temperature - log_q[None, :]
+    # One (queries x candidates) block, filled in place: memory is what bounds the negatives.
+    logits = torch.addmm(-log_q[None, :].to(queries.dtype), queries, candidates.T, alpha=1.0 / temperature)
     same_item = candidate_ids[None, :] == candidate_ids[target][:, None]
     same_item[torch.arange(len(target), device=target.device), target] = False
-    logits = logits.masked_fill(same_item, float("-inf"))
+    logits.masked_fill_(same_item, float("-inf"))
     return F.cross_entropy(logits.float(), target, reduction="sum")
 
 
@@ -93,18 +98,30 @@ def sampled_softmax_loss(
     the logits; see the module docstring.
     """
     n = len(target)
-    if chunk_size is None or n <= chunk_size or not (queries.requires_grad or candidates.requires_grad):
+    if chunk_size is None or n * len(candidates) <= LOGITS_PER_CHUNK and n <= chunk_size or not (queries.requires_grad or candidates.requires_grad):
         return _summed_loss(queries, candidates, target, candidate_ids, log_q, temperature) / max(n, 1)
-    q = queries.detach().requires_grad_(True)
-    c = candidates.detach().requires_grad_(True)
-    value = torch.zeros((), device=queries.device)
-    with torch.enable_grad():
+    chunk_size = max(1, min(chunk_size, LOGITS_PER_CHUNK // max(len(candidates), 1)))
+    with torch.no_grad():
+        q, c = queries.detach(), candidates.detach()
+        grad_q = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+        grad_c = torch.zeros(c.shape, dtype=torch.float32, device=c.device)
+        value = torch.zeros((), dtype=torch.float32, device=q.device)
+        neg_log_q = -log_q[None, :].to(q.dtype)
         for start in range(0, n, chunk_size):
-            rows = slice(start, start + chunk_size)
-            part = _summed_loss(q[rows], c, target[rows], candidate_ids, log_q, temperature) / n
-            part.backward()
-            value += part.detach()
-    return _WithGradients.apply(value, queries, candidates, q.grad, c.grad)
+            rows = torch.arange(start, min(start + chunk_size, n), device=q.device)
+            logits = torch.addmm(neg_log_q, q[rows], c.T, alpha=1.0 / temperature).float()
+            same_item = candidate_ids[None, :] == candidate_ids[target[rows]][:, None]
+            same_item[torch.arange(len(rows), device=q.device), target[rows]] = False
+            logits.masked_fill_(same_item, float("-inf"))
+            # d(sum of cross-entropies)/d logits = softmax - one-hot, computed in place.
+            log_z = torch.logsumexp(logits, dim=1)
+            value -= (logits[torch.arange(len(rows), device=q.device), target[rows]] - log_z).sum()
+            probs = logits.sub_(log_z[:, None]).exp_()
+            probs[torch.arange(len(rows), device=q.device), target[rows]] -= 1.0
+            probs.mul_(1.0 / (n * temperature))
+            grad_q[rows] = probs @ c.float()
+            grad_c.addmm_(probs.T, q[rows].float())
+    return _WithGradients.apply(value / n, queries, candidates, grad_q.to(queries.dtype), grad_c.to(candidates.dtype))
 
 
 def candidate_log_q(

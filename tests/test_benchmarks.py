@@ -25,3 +25,21 @@ def test_text_encoder_benchmark_reports_cpu_texts_per_second():
     assert [r["workload"] for r in cpu] == ["short (Pin titles)", "Pin title + description"]
     assert all(r["texts_per_s"] > 0 for r in cpu) and cpu[0]["mean_tokens"] < cpu[1]["mean_tokens"]
     assert "met" in result["target"]
+
+
+def test_model_throughput_benchmark_runs_the_paper_configuration():
+    import model_throughput
+
+    result = model_throughput.main(
+        ["--device", "cpu", "--batch-size", "4", "--train-steps", "1", "--inference-nodes", "8", "--pins", "64", "--boards", "16"]
+    )
+    assert result["model"]["width"] == 768 and result["model"]["image_dim"] == 1024
+    assert result["training_triplets_per_s"] > 0 and result["inference_nodes_per_s"] > 0
+
+
+def test_chunked_loss_memory_benchmark_compares_both_losses():
+    import chunked_loss_memory
+
+    result = chunked_loss_memory.main(["--device", "cpu", "--negatives", "500", "2000"])
+    assert [r["candidates"] for r in result["rows"]] == [1012, 2512]
+    assert all(r["one_block_mb"] >= 0 and r["chunked_mb"] >= 0 for r in result["rows"])
