@@ -40,6 +40,8 @@ def build_definitions(root: Path | None = None, world: WorldResource | None = No
             "storage": StorageResource(root=str(root)),
             "world": world,
             "lancedb": LanceDBResource(uri=str(root / "lancedb")),
+            # Training runs in its own process and reports back through Dagster Pipes.
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )
 

@@ -7,8 +7,9 @@ is written there batch by batch, so an asset can produce more than fits in memor
 renamed into place, so readers never see half a file.
 
 An input is loaded as a ``pa.Table`` (several partitions, such as a trailing window, are
-concatenated), or, when annotated ``pyarrow.dataset.Dataset``, opened lazily for reading
-in batches.
+concatenated); when annotated ``pyarrow.dataset.Dataset``, it is opened lazily for reading
+in batches; when annotated ``pathlib.Path``, the stored location itself is handed over, for
+a process of its own (training through Dagster Pipes) to read.
 """
 
 from __future__ import annotations
@@ -79,8 +80,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "materialize it first"
         )
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | ds.Dataset | dict[str, pa.Table]:
+    def load_input(self, context: dg.InputContext) -> pa.Table | ds.Dataset | Path | dict[str, pa.Table]:
         key = context.asset_key
+        if context.dagster_type.typing_type is Path:
+            base = self._base(key, context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED)
+            found = [p for p in (base, base.with_suffix(".parquet")) if p.exists()]
+            if not found:
+                raise FileNotFoundError(f"{key.to_user_string()}: nothing stored at {base}(.parquet); materialize it first")
+            return found[0]
         if context.dagster_type.typing_type is ds.Dataset:
             keys = context.asset_partition_keys if context.has_asset_partitions else [UNPARTITIONED]
             paths = [self._base(key, k).with_suffix(".parquet") for k in keys]

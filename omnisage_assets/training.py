@@ -4,12 +4,14 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
 import great_expectations as gx
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from dagster_defs.partitions import daily_partitions, trailing_window
@@ -17,10 +19,9 @@ from dagster_defs.resources import StorageResource
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.examples import training_examples as build_training_examples
 from omnisage_assets.plots import line_plot_md, table_md
-from omnisage_model.checkpoint import CheckpointError, read_checkpoint_config, save_checkpoint
+from omnisage_model.checkpoint import CheckpointError, read_checkpoint_config
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import feature_dims
-from omnisage_model.train import load_training_inputs, train
 
 
 @dg.asset(
@@ -127,55 +128,45 @@ def omnisage_checkpoint(
     context: dg.AssetExecutionContext,
     config: TrainingRunConfig,
     storage: StorageResource,
-    training_examples: dict[str, pa.Table],
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+    training_examples: Path,
 ) -> dg.MaterializeResult:
     """OmniSage trained on the day's examples: entity-entity, entity-feature and user-entity
     tasks, one sampled softmax with in-batch and random negatives and logQ correction;
-    warm-started from the previous day's checkpoint, saved as safetensors."""
-    tables = training_examples
-    model_config = config.to_model_config(feature_dims(tables["pin_features"]))
+    warm-started from the previous day's checkpoint, saved as safetensors.
+
+    Training runs as its own process through Dagster Pipes (``python -m
+    omnisage_model.train``, the same entry point a bare GPU box runs), which streams its
+    logs and reports its metrics back here; a killed run resumes from its last state."""
+    pin_features = pq.read_table(training_examples / "pin_features.parquet", columns=["image"])
+    pin_features = pin_features.replace_schema_metadata(pq.read_schema(training_examples / "pin_features.parquet").metadata)
+    model_config = config.to_model_config(feature_dims(pin_features))
     train_config = config.to_train_config()
-    store, tasks = load_training_inputs(tables, model_config)
-    device = config.resolved_device()
     init_from = _previous_checkpoint(context, storage, model_config) if config.warm_start else None
-    context.log.info(
-        f"training on {device}: {store.n_nodes} nodes, {len(tasks.pair_query)} pairs, {len(tasks.user_ids)} users; "
-        f"warm start: {init_from or 'none'}"
-    )
-
-    def log(record: dict[str, float]) -> None:
-        context.log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-
-    state_dir = storage.path("training_state", context.partition_key)
-    result = train(
-        store, tasks, model_config, train_config, init_from=init_from, device=device, log=log, state_dir=state_dir
-    )
     out = storage.checkpoint_dir(context.partition_key)
-    save_checkpoint(
-        out,
-        result.model,
-        {
-            "partition": context.partition_key,
-            "train_config": dataclasses.asdict(train_config),
-            "history": result.history,
-            "seconds": result.seconds,
-            "warm_started_from": str(init_from) if init_from else None,
-        },
-    )
+    state_dir = storage.path("training_state", context.partition_key)
+    meta = {"partition": context.partition_key, "warm_started_from": str(init_from) if init_from else None}
+    command = [
+        sys.executable, "-m", "omnisage_model.train",
+        "--data", str(training_examples),
+        "--out", str(out),
+        "--model-config", json.dumps(dataclasses.asdict(model_config)),
+        "--train-config", json.dumps(dataclasses.asdict(train_config)),
+        "--state-dir", str(state_dir),
+        "--meta", json.dumps(meta),
+        "--device", config.resolved_device(),
+    ] + (["--init-from", str(init_from)] if init_from else [])
+    context.log.info(f"warm start: {init_from or 'none'}")
+    reported = pipes_subprocess_client.run(context=context, command=command).get_materialize_result()
     shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
-    steps = [r["step"] for r in result.history]
-    curves = {k: [r[k] for r in result.history] for k in result.history[0] if k.startswith("loss")}
+    history = read_checkpoint_config(out)["history"]
+    steps = [r["step"] for r in history]
+    curves = {k: [r[k] for r in history] for k in history[0] if k.startswith("loss")}
     final = [{"loss": k, "first": v[0], "last": v[-1]} for k, v in curves.items()]
     return dg.MaterializeResult(
         metadata={
-            "path": str(out),
-            "device": device,
-            "train_seconds": result.seconds,
-            "final_loss": result.history[-1]["loss"],
-            "first_loss": result.history[0]["loss"],
-            "parameters": sum(p.numel() for p in result.model.parameters()),
+            **reported.metadata,
             "warm_started_from": str(init_from) if init_from else "none",
-            "resumed_from_step": result.resumed_from_step,
             "losses": table_md(final, ["loss", "first", "last"]),
             "loss_curve": line_plot_md(steps, curves, "step", "training loss per task"),
         }

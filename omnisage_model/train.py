@@ -14,9 +14,11 @@ where DIR holds the Parquet tables named in ``omnisage_model.data.BUNDLE_TABLES`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,22 +272,57 @@ def load_training_inputs(
     return store, tasks
 
 
+def _pipes_session() -> contextlib.AbstractContextManager:
+    """Dagster Pipes when Dagster launched this process (it sets the context variable), else
+    nothing: on a bare GPU box the trainer needs neither dagster nor dagster-pipes."""
+    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
+        return contextlib.nullcontext(None)
+    from dagster_pipes import open_dagster_pipes
+
+    return open_dagster_pipes()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train OmniSage on a folder of Parquet tables.")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model-config", type=json.loads, default="{}", help="JSON of ModelConfig fields")
     parser.add_argument("--train-config", type=json.loads, default="{}", help="JSON of TrainConfig fields")
-    parser.add_argument("--init-from", type=Path, default=None)
+    parser.add_argument("--init-from", type=Path, default=None, help="warm start from this checkpoint")
+    parser.add_argument("--state-dir", type=Path, default=None, help="resumable state: written every checkpoint_every steps, resumed if present")
+    parser.add_argument("--meta", type=json.loads, default="{}", help="JSON stored in the checkpoint's config")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    tables = read_bundle(args.data)
-    model_config = ModelConfig.from_dict({**feature_dims(tables["pin_features"]), **args.model_config})
-    config = TrainConfig.from_dict(args.train_config)
-    store, tasks = load_training_inputs(tables, model_config)
-    result = train(store, tasks, model_config, config, init_from=args.init_from, device=args.device, log=lambda r: print(json.dumps(r), flush=True))
-    save_checkpoint(args.out, result.model, {"train_config": dataclasses.asdict(config), "history": result.history})
-    print(json.dumps({"checkpoint": str(args.out), "seconds": result.seconds, "final": result.history[-1]}))
+    with _pipes_session() as pipes:
+        tables = read_bundle(args.data)
+        model_config = ModelConfig.from_dict({**feature_dims(tables["pin_features"]), **args.model_config})
+        config = TrainConfig.from_dict(args.train_config)
+        store, tasks = load_training_inputs(tables, model_config)
+        if pipes:
+            pipes.log.info(f"training on {args.device}: {store.n_nodes} nodes, {len(tasks.pair_query)} pairs, {len(tasks.user_ids)} users")
+
+        def log(record: dict[str, float]) -> None:
+            print(json.dumps(record), flush=True)
+            if pipes:
+                pipes.log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+        result = train(
+            store, tasks, model_config, config, init_from=args.init_from, device=args.device, log=log, state_dir=args.state_dir
+        )
+        meta = {**args.meta, "train_config": dataclasses.asdict(config), "history": result.history, "seconds": result.seconds}
+        save_checkpoint(args.out, result.model, meta)
+        summary = {
+            "path": str(args.out),
+            "device": args.device,
+            "train_seconds": result.seconds,
+            "first_loss": result.history[0]["loss"],
+            "final_loss": result.history[-1]["loss"],
+            "parameters": sum(p.numel() for p in result.model.parameters()),
+            "resumed_from_step": result.resumed_from_step,
+        }
+        if pipes:
+            pipes.report_asset_materialization(metadata=summary)
+        print(json.dumps({"checkpoint": str(args.out), **summary, "final": result.history[-1]}))
 
 
 if __name__ == "__main__":

@@ -160,3 +160,17 @@ def test_content_features_carry_encoder_vectors_into_the_model(pipeline):
     assert meta["texts_empty"].value == 0 and meta["texts_invalid_utf8"].value == 0
     config = json.loads((pipeline["root"] / "omnisage_checkpoint" / MODEL_DAY / "config.json").read_text())
     assert config["model_config"]["text_embedding_dim"] == 384
+
+
+def test_training_runs_through_pipes_and_reports_its_metrics(pipeline):
+    result = pipeline["results"]["model"]
+    meta = [
+        e.materialization.metadata for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "omnisage_checkpoint"
+    ][0]
+    # Reported by the training process over Pipes, then joined by the asset's own plots.
+    assert meta["device"].value == "cpu" and meta["parameters"].value > 0
+    assert meta["final_loss"].value < meta["first_loss"].value
+    assert meta["resumed_from_step"].value == 0 and meta["warm_started_from"].value == "none"
+    assert "| loss_feature_image |" in meta["losses"].value
+    assert not (pipeline["root"] / "training_state" / MODEL_DAY).exists()
