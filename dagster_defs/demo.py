@@ -8,11 +8,10 @@ import os
 import time
 
 import dagster as dg
-import lancedb
-import pyarrow.compute as pc
 
 from dagster_defs.definitions import build_definitions, storage_root
 from dagster_defs.partitions import GRAPH_WINDOW_DAYS, daily_partitions
+from omnisage_assets.lib.embedding_reader import EmbeddingReader
 
 # Dagster's console logger at INFO: training progress, not every engine event.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -43,7 +42,7 @@ def main() -> None:
     root = storage_root()
     print(f"\nassets (Parquet):  {root / 'assets'}")
     print(f"checkpoint:        {root / 'omnisage_checkpoint' / model_day}")
-    print(f"LanceDB:           {root / 'lancedb'}  (tables pins, boards, users)")
+    print(f"LanceDB:           {root / 'lancedb'}  (releases of tables pins, boards, users)")
     print(f"Dagster instance:  {instance.root_directory}  (make ui)")
 
     print("\nrecall@10, full ranking over all Pins, on the next day's engagements")
@@ -56,13 +55,12 @@ def main() -> None:
             f"{by_model['popularity']['recall_at_10']:10.3f} {by_model['random']['recall_at_10']:8.3f}"
         )
 
-    pins = lancedb.connect(str(root / "lancedb")).open_table("pins")
-    sample = pins.search().where(f"id = {pins.to_arrow()['id'][42].as_py()}").limit(1).to_arrow()
-    hits = pins.search(sample["vector"][0].values.to_numpy()).limit(6).to_arrow()
-    hits = hits.filter(pc.not_equal(hits["id"], sample["id"][0])).slice(0, 5)
-    print(f"\nPin {sample['id'][0]}: {sample['title'][0]}")
-    for pid, title, dist in zip(hits["id"].to_pylist(), hits["title"].to_pylist(), hits["_distance"].to_pylist()):
-        print(f"  {pid}  {title:40s} distance {dist:.3f}")
+    reader = EmbeddingReader(root / "lancedb")
+    pin_id = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(43).to_arrow()["id"][42].as_py()
+    print(f"\nrelease {reader.release['release_id']}; Pin {pin_id}: {reader._row('pins', pin_id, 'pin')['title']}")
+    for row in reader.similar_pins(pin_id, k=5).to_pylist():
+        print(f"  {row['id']}  {row['title']:40s} distance {row['_distance']:.3f}")
+    print(f"(the same from a terminal: omnisage similar --pin {pin_id})")
     print(f"\ndone in {time.perf_counter() - started:.0f}s")
 
 

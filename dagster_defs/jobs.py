@@ -22,7 +22,13 @@ ingest_job = dg.define_asset_job(
 daily_model_job = dg.define_asset_job(
     "daily_model_job",
     selection=dg.AssetSelection.assets(
-        "graph_edges", "sampled_neighborhoods", "training_examples", "omnisage_checkpoint", "entity_embeddings"
+        "graph_edges",
+        "sampled_neighborhoods",
+        "training_examples",
+        "omnisage_checkpoint",
+        "entity_embeddings",
+        "embedding_index",
+        "published_embeddings",
     ),
     partitions_def=daily_partitions,
     description="Graph, neighbourhoods, examples, training and published embeddings for one day.",

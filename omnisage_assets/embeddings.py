@@ -1,22 +1,51 @@
-"""Embeddings: batch inference of every Pin, board and user, published to LanceDB."""
+"""Embeddings: batch inference of every Pin, board and user, then a LanceDB release.
+
+Three steps, so nothing half-done is ever served: ``entity_embeddings`` computes the
+vectors (Parquet) and stages them in LanceDB under names of their own;
+``embedding_index`` builds the ANN indexes there, and its blocking check measures their
+recall against exact search; ``published_embeddings`` names them the current release.
+"""
+
+import json
+from pathlib import Path
 
 import dagster as dg
 import great_expectations as gx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dagster_defs.partitions import daily_partitions
 from dagster_defs.resources import LanceDBResource, StorageResource
 from omnisage_assets.checks import gx_check_result
-from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, publish, vector_matrix
+from omnisage_assets.lib.lance_release import (
+    IndexConfig,
+    build_indexes,
+    cleanup,
+    index_recall,
+    publish_release,
+    stage_tables,
+)
+from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, vector_matrix
+from omnisage_assets.plots import table_md
 from omnisage_model.checkpoint import load_checkpoint
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.train import load_training_inputs
 
+STAGED_KEY = b"lance_tables"  # schema metadata of entity_embeddings: {name: staged table}
+
+
+def _seen_pin_ids(sequences: np.ndarray, pin_ids: np.ndarray) -> pa.Array:
+    """Each user's engaged Pins (their training sequence), as a list column."""
+    mask = sequences >= 0
+    offsets = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(pin_ids[sequences[mask]], pa.int64()))
+
 
 @dg.asset(
     group_name="embeddings",
-    kinds={"lancedb", "parquet"},
+    kinds={"pytorch", "parquet"},
     partitions_def=daily_partitions,
     deps=["omnisage_checkpoint"],
 )
@@ -29,10 +58,9 @@ def entity_embeddings(
     boards: pa.Table,
 ) -> pa.Table:
     """L2-normalised embeddings of all Pins, boards and users (a user's is the sequence
-    model's output after their last action in the window), also published to LanceDB
-    tables ``pins``, ``boards`` and ``users``."""
+    model's output after their last action in the window), staged in LanceDB (not served yet)."""
     checkpoint = storage.checkpoint_dir(context.partition_key)
-    model, meta = load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     store, tasks = load_training_inputs(training_examples, model.config)
     node_vectors = embed_nodes(model, store)
     pin_vectors = node_vectors[: store.n_pins]
@@ -44,7 +72,8 @@ def entity_embeddings(
     ids = {"pin": store.pin_ids, "board": store.board_ids, "user": tasks.user_ids}
     version = f"omnisage-{context.partition_key}"
     table = embeddings_table(vectors, ids, version, context.partition_key)
-    versions = publish(lancedb.connect(), lance_tables(table, pins, boards))
+    seen = _seen_pin_ids(tasks.sequences.numpy(), store.pin_ids)
+    staged = stage_tables(lancedb.connect(), lance_tables(table, pins, boards, seen), context.partition_key)
     context.add_output_metadata(
         {
             "pins": len(ids["pin"]),
@@ -52,11 +81,11 @@ def entity_embeddings(
             "users": len(ids["user"]),
             "dim": int(pin_vectors.shape[1]),
             "model_version": version,
-            "lancedb_uri": lancedb.uri,
-            **{f"lancedb_version_{k}": v for k, v in versions.items()},
+            "checkpoint": str(checkpoint),
+            "staged_tables": dg.MetadataValue.json(staged),
         }
     )
-    return table
+    return table.replace_schema_metadata({STAGED_KEY: json.dumps(staged), b"checkpoint": str(checkpoint)})
 
 
 @dg.asset_check(asset=entity_embeddings, partitions_def=daily_partitions, blocking=True, description="Unit-norm finite vectors, unique ids per entity type.")
@@ -71,4 +100,123 @@ def entity_embeddings_check(entity_embeddings: pa.Table) -> dg.AssetCheckResult:
             gx.expectations.ExpectColumnValuesToBeBetween(column="norm", min_value=0.999, max_value=1.001),
             gx.expectations.ExpectColumnDistinctValuesToContainSet(column="entity_type", value_set=["pin", "board", "user"]),
         ],
+    )
+
+
+def _staged(entity_embeddings: Path) -> dict[str, str]:
+    return json.loads(pq.read_schema(entity_embeddings).metadata[STAGED_KEY])
+
+
+class IndexRunConfig(dg.Config):
+    """ANN index settings; the check fails when recall@10 against exact search is below the floor."""
+
+    index_type: str = IndexConfig.index_type
+    rows_per_partition: int = IndexConfig.rows_per_partition
+    min_rows: int = IndexConfig.min_rows
+    nprobes: int = IndexConfig.nprobes
+    recall_floor: float = 0.9
+    check_queries: int = 200
+
+    def index(self) -> IndexConfig:
+        return IndexConfig(
+            index_type=self.index_type, rows_per_partition=self.rows_per_partition, min_rows=self.min_rows, nprobes=self.nprobes
+        )
+
+
+@dg.asset(group_name="embeddings", kinds={"lancedb"}, partitions_def=daily_partitions)
+def embedding_index(
+    context: dg.AssetExecutionContext, config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: Path
+) -> dg.MaterializeResult:
+    """ANN indexes on the staged tables, built before anyone reads them."""
+    built = build_indexes(lancedb.connect(), _staged(entity_embeddings), config.index())
+    rows = [{"table": name, **{k: info.get(k, "") for k in ("index", "rows", "partitions", "seconds")}} for name, info in built.items()]
+    return dg.MaterializeResult(metadata={"indexes": table_md(rows, ["table", "index", "rows", "partitions", "seconds"])})
+
+
+@dg.asset_check(
+    asset=embedding_index,
+    partitions_def=daily_partitions,
+    blocking=True,
+    additional_ins={"entity_embeddings": dg.AssetIn()},
+    description="Recall@10 of the served query against exact search (index bypassed), on sampled queries.",
+)
+def embedding_index_check(config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: Path) -> dg.AssetCheckResult:
+    db = lancedb.connect()
+    frames = [
+        pd.DataFrame({"table": name, "recall_at_10": index_recall(db, table, config.index(), config.check_queries)})
+        for name, table in _staged(entity_embeddings).items()
+    ]
+    facts = pd.concat(frames, ignore_index=True)
+    per_table = facts.groupby("table")["recall_at_10"].mean()
+    return gx_check_result(
+        facts,
+        [
+            gx.expectations.ExpectColumnMeanToBeBetween(column="recall_at_10", min_value=config.recall_floor, max_value=1.0),
+            *[
+                gx.expectations.ExpectColumnMeanToBeBetween(
+                    column="recall_at_10", min_value=config.recall_floor, max_value=1.0,
+                    row_condition=f'table == "{name}"', condition_parser="pandas",
+                )
+                for name in per_table.index
+            ],
+        ],
+        metadata={f"recall_at_10_{name}": float(value) for name, value in per_table.items()},
+    )
+
+
+class PublishConfig(dg.Config):
+    keep_releases: int = 3  # releases whose tables stay readable; older ones are dropped
+
+
+@dg.asset(group_name="embeddings", kinds={"lancedb"}, partitions_def=daily_partitions, deps=[embedding_index])
+def published_embeddings(
+    context: dg.AssetExecutionContext, config: PublishConfig, lancedb: LanceDBResource, entity_embeddings: Path
+) -> dg.MaterializeResult:
+    """The day's indexed tables become the release readers get: one atomic append to ``releases``."""
+    db = lancedb.connect()
+    schema = pq.read_schema(entity_embeddings).metadata
+    release = publish_release(
+        db, context.partition_key, _staged(entity_embeddings), f"omnisage-{context.partition_key}", schema[b"checkpoint"].decode()
+    )
+    dropped = cleanup(db, config.keep_releases)
+    context.log.info(f"release {release['release_id']} is current; dropped {len(dropped)} old table(s)")
+    return dg.MaterializeResult(
+        metadata={
+            "release_id": release["release_id"],
+            "tables": dg.MetadataValue.json(json.loads(release["tables"])),
+            "checkpoint": release["checkpoint"],
+            "dropped_tables": len(dropped),
+            "lancedb_uri": lancedb.uri,
+        }
+    )
+
+
+@dg.asset_check(
+    asset=published_embeddings,
+    partitions_def=daily_partitions,
+    additional_ins={"entity_embeddings": dg.AssetIn()},
+    description="The current release is this day's, and each of its tables holds every entity once.",
+)
+def published_embeddings_check(
+    context: dg.AssetCheckExecutionContext, lancedb: LanceDBResource, entity_embeddings: pa.Table
+) -> dg.AssetCheckResult:
+    from omnisage_assets.lib.lance_release import current_release
+
+    db = lancedb.connect()
+    release = current_release(db)
+    expected = dict(zip(*np.unique(entity_embeddings["entity_type"].to_numpy(zero_copy_only=False), return_counts=True)))
+    facts = pd.DataFrame(
+        [
+            {"table": name, "rows": db.open_table(table).count_rows(), "expected": int(expected.get(name[:-1], 0))}
+            for name, table in release["tables"].items()
+        ]
+    )
+    facts["matches"] = facts["rows"] == facts["expected"]
+    return gx_check_result(
+        facts,
+        [gx.expectations.ExpectColumnValuesToBeInSet(column="matches", value_set=[True])],
+        extra_problems=[]
+        if release["partition_date"] == context.partition_key
+        else [f"current release is {release['release_id']}, not {context.partition_key}"],
+        metadata={"release_id": release["release_id"]},
     )

@@ -5,16 +5,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lancedb
 import pyarrow.parquet as pq
+import pytest
 from conftest import FAST_TRAINING, MODEL_DAY, TINY
 
 from dagster_defs.definitions import build_definitions
 from dagster_defs.resources import WorldResource
+from omnisage_assets.lib.embedding_reader import EmbeddingReader, NotFound
+from omnisage_assets.lib.embedding_reader import main as embedding_cli
 
 ALL_ASSETS = {
     "pins", "boards", "engagements", "content_features", "graph_edges", "sampled_neighborhoods",
-    "training_examples", "omnisage_checkpoint", "entity_embeddings", "offline_evaluation",
+    "training_examples", "omnisage_checkpoint", "entity_embeddings", "embedding_index", "published_embeddings",
+    "offline_evaluation",
 }
 
 
@@ -51,16 +54,38 @@ def test_learned_embeddings_beat_random_and_popularity(pipeline):
     assert recall[("pin->pin", "omnisage")] > 0.1
 
 
-def test_embeddings_read_back_from_lancedb_with_titles(pipeline):
-    db = lancedb.connect(str(pipeline["root"] / "lancedb"))
-    pins = db.open_table("pins")
+def test_embeddings_read_back_from_the_current_release_with_titles(pipeline):
+    reader = EmbeddingReader(pipeline["root"] / "lancedb")
+    assert reader.release["partition_date"] == MODEL_DAY
+    assert set(reader.release["tables"]) == {"pins", "boards", "users"}
+    pins = reader.db.open_table(reader.release["tables"]["pins"])
     assert pins.count_rows() == TINY.n_pins
     first = pins.search().limit(1).to_arrow()
     hits = pins.search(first["vector"][0].values.to_numpy()).limit(5).to_arrow()
     assert hits["id"][0] == first["id"][0]  # a Pin is its own nearest neighbour
-    assert hits.column_names[:2] == ["id", "vector"] and "title" in hits.column_names
-    assert set(db.table_names()) >= {"pins", "boards", "users"}
-    assert db.open_table("users").to_arrow()["partition_date"][0].as_py() == MODEL_DAY
+    similar = reader.similar_pins(first["id"][0].as_py(), k=5)
+    assert similar.num_rows == 5 and first["id"][0].as_py() not in similar["id"].to_pylist()
+    assert "title" in similar.column_names and "vector" not in similar.column_names
+    user = reader.db.open_table(reader.release["tables"]["users"]).search().limit(1).to_arrow().to_pylist()[0]
+    recommended = reader.recommend_pins(user["id"], k=10)
+    assert recommended.num_rows == 10 and not set(recommended["id"].to_pylist()) & set(user["seen_pin_ids"])
+    assert set(reader.recommend_pins(user["id"], k=50, exclude_seen=False)["id"].to_pylist()) & set(user["seen_pin_ids"])
+    assert reader.similar_boards(reader.db.open_table(reader.release["tables"]["boards"]).search().limit(1).to_arrow()["id"][0].as_py(), k=3).num_rows == 3
+    filtered = reader.similar_pins(first["id"][0].as_py(), k=5, where="id % 2 = 0")
+    assert all(i % 2 == 0 for i in filtered["id"].to_pylist())
+
+
+def test_unknown_ids_get_a_sentence_not_a_trace(pipeline, capsys):
+    reader = EmbeddingReader(pipeline["root"] / "lancedb")
+    with pytest.raises(NotFound, match=f"pin 42 not found in release {MODEL_DAY}/g1"):
+        reader.similar_pins(42)
+    db = str(pipeline["root"] / "lancedb")
+    assert embedding_cli(["--db", db, "recommend", "--user", "7"]) == 1
+    assert capsys.readouterr().err.strip() == f"omnisage: user 7 not found in release {MODEL_DAY}/g1"
+    pin = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(1).to_arrow()["id"][0].as_py()
+    assert embedding_cli(["--db", db, "-k", "3", "similar", "--pin", str(pin)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"Pins like {pin}: ") and len(out) == 4 and "distance" in out[1]
 
 
 def test_blocking_edge_check_stops_everything_downstream(tmp_path, dagster_instance, pipeline):
@@ -101,7 +126,7 @@ def test_readme_snippet_reads_embeddings(pipeline):
     scope: dict = {}
     exec("\n".join(body), scope)
     frame = eval(last, scope)
-    assert len(frame) == 5 and frame["id"].iloc[0] == 1000000042
+    assert len(frame) == 5 and 1000000042 not in frame["id"].tolist()
     assert frame["title"].str.len().min() > 0
 
 

@@ -54,8 +54,11 @@ def embeddings_table(
     return pa.concat_tables(parts)
 
 
-def lance_tables(embeddings: pa.Table, pins: pa.Table, boards: pa.Table) -> dict[str, pa.Table]:
-    """One LanceDB table per entity type, with the text a person needs to read results."""
+def lance_tables(
+    embeddings: pa.Table, pins: pa.Table, boards: pa.Table, seen_pin_ids: pa.Array | None = None
+) -> dict[str, pa.Table]:
+    """One LanceDB table per entity type, with the text a person needs to read results, and for
+    users the Pins they engaged with (``seen_pin_ids``, aligned with the user rows)."""
     out = {}
     for kind, name in LANCE_TABLES.items():
         rows = embeddings.filter(pc.equal(embeddings["entity_type"], kind))
@@ -74,14 +77,7 @@ def lance_tables(embeddings: pa.Table, pins: pa.Table, boards: pa.Table) -> dict
         elif kind == "board":
             text = boards.take(pc.index_in(rows["entity_id"], value_set=boards["board_id"]))
             table = table.append_column("name", text["name"]).append_column("description", text["description"])
+        elif seen_pin_ids is not None:
+            table = table.append_column("seen_pin_ids", seen_pin_ids)
         out[name] = table
     return out
-
-
-def publish(db, tables: dict[str, pa.Table]) -> dict[str, int]:
-    """Write each table to LanceDB (a new table version); returns the versions written."""
-    versions = {}
-    for name, table in tables.items():
-        lance_table = db.create_table(name, data=table, mode="overwrite")
-        versions[name] = lance_table.version
-    return versions

@@ -1,0 +1,188 @@
+"""Publishing embeddings to LanceDB as releases: staged, indexed, then switched atomically.
+
+A day's tables are written under names of their own (``pins__2026_01_07__g1``), indexed
+there, and only then named current by appending one row to the ``releases`` table; a
+LanceDB commit is atomic, so a reader sees the previous release or the new one, never a
+mix, and a run that fails before that row leaves the previous release served. Served
+tables are never written again: re-publishing a day writes a new generation. Old releases
+are dropped by a keep-the-last-N policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import time
+
+import numpy as np
+import pyarrow as pa
+
+RELEASES = "releases"
+RELEASE_SCHEMA = pa.schema(
+    [
+        pa.field("release_id", pa.string(), nullable=False),
+        pa.field("partition_date", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("checkpoint", pa.string(), nullable=False),
+        pa.field("tables", pa.string(), nullable=False),  # JSON: {"pins": "pins__2026_01_07__g1", ...}
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+class PublishError(ValueError):
+    """Embeddings that must not reach a served table; the message names table and row."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """ANN index per table. IVF_HNSW_SQ won the measurements (benchmarks/lance_index.py)."""
+
+    index_type: str = "IVF_HNSW_SQ"
+    metric: str = "cosine"
+    rows_per_partition: int = 4096
+    min_rows: int = 10_000  # below this an exact scan is fast enough and exact
+    nprobes: int = 20
+    refine_factor: int | None = None
+
+
+_STAGED = re.compile(r"^(?P<name>\w+?)__(?P<day>\d{4}_\d{2}_\d{2})__g(?P<generation>\d+)$")
+
+
+def _staged_name(name: str, partition: str, generation: int) -> str:
+    return f"{name}__{partition.replace('-', '_')}__g{generation}"
+
+
+def _validate(name: str, table: pa.Table) -> None:
+    vectors = table["vector"].combine_chunks()
+    if not pa.types.is_fixed_size_list(vectors.type):
+        raise PublishError(f"{name}: column 'vector' is {vectors.type}, expected fixed-width float vectors")
+    values = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(vectors), -1)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        raise PublishError(f"{name}: {len(bad)} vector(s) hold NaN or infinite values, e.g. rows {bad[:5].tolist()}")
+
+
+def stage_tables(db, tables: dict[str, pa.Table], partition: str) -> dict[str, str]:
+    """Write each table under a fresh name for ``partition``; returns {name: staged name}."""
+    for name, table in tables.items():
+        _validate(name, table)
+    day = partition.replace("-", "_")
+    staged_days = [m for t in db.table_names(limit=1_000_000) if (m := _STAGED.match(t)) and m.group("day") == day]
+    generation = 1 + max((int(m.group("generation")) for m in staged_days), default=0)
+    staged = {}
+    for name, table in tables.items():
+        staged[name] = _staged_name(name, partition, generation)
+        db.create_table(staged[name], data=table, mode="overwrite")
+    return staged
+
+
+def build_indexes(db, staged: dict[str, str], config: IndexConfig) -> dict[str, dict]:
+    """An ANN index on every staged table big enough to need one; what was built, and how long."""
+    out = {}
+    for name, table_name in staged.items():
+        table = db.open_table(table_name)
+        rows = table.count_rows()
+        if rows < config.min_rows:
+            out[name] = {"index": "none (exact scan)", "rows": rows}
+            continue
+        partitions = max(1, rows // config.rows_per_partition)
+        start = time.perf_counter()
+        table.create_index(metric=config.metric, index_type=config.index_type, num_partitions=partitions)
+        table.create_scalar_index("id")  # readers look vectors up by id
+        out[name] = {
+            "index": config.index_type,
+            "rows": rows,
+            "partitions": partitions,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+    return out
+
+
+def search(table, vector: np.ndarray, k: int, config: IndexConfig, where: str | None = None, exact: bool = False):
+    """The top-``k`` query every caller uses, so the check measures what readers get."""
+    query = table.search(vector).metric(config.metric).limit(k).nprobes(config.nprobes)
+    if config.refine_factor:
+        query = query.refine_factor(config.refine_factor)
+    if exact:
+        query = query.bypass_vector_index()
+    if where:
+        query = query.where(where, prefilter=True)
+    return query
+
+
+def index_recall(db, table_name: str, config: IndexConfig, queries: int = 200, k: int = 10, seed: int = 0) -> np.ndarray:
+    """Per sampled query: the share of the exact top-``k`` (index bypassed) the served query finds."""
+    table = db.open_table(table_name)
+    data = table.to_arrow()
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(data.num_rows, size=min(queries, data.num_rows), replace=False)
+    vectors = data["vector"].combine_chunks().flatten().to_numpy().reshape(data.num_rows, -1)
+    recall = []
+    for row in rows:
+        exact = set(search(table, vectors[row], k, config, exact=True).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
+        found = set(search(table, vectors[row], k, config).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
+        recall.append(len(exact & found) / max(len(exact), 1))
+    return np.array(recall)
+
+
+def publish_release(db, partition: str, staged: dict[str, str], model_version: str, checkpoint: str) -> dict:
+    """Name the staged tables current: one atomic append to ``releases``."""
+    row = {
+        "release_id": f"{partition}/{staged[next(iter(staged))].rsplit('__', 1)[1]}",
+        "partition_date": partition,
+        "model_version": model_version,
+        "checkpoint": checkpoint,
+        "tables": json.dumps(staged, sort_keys=True),
+        "created_at": dt.datetime.now(dt.timezone.utc),
+    }
+    data = pa.Table.from_pylist([row], schema=RELEASE_SCHEMA)
+    if RELEASES in db.table_names(limit=1_000_000):
+        db.open_table(RELEASES).add(data)
+    else:
+        db.create_table(RELEASES, data=data)
+    return row
+
+
+def releases(db) -> list[dict]:
+    """Every release, newest first."""
+    if RELEASES not in db.table_names(limit=1_000_000):
+        return []
+    rows = db.open_table(RELEASES).to_arrow().sort_by([("created_at", "descending")]).to_pylist()
+    return [dict(r, tables=json.loads(r["tables"])) for r in rows]
+
+
+def current_release(db, partition: str | None = None) -> dict:
+    """The newest release (of ``partition``, when given); LookupError if there is none."""
+    for release in releases(db):
+        if partition is None or release["partition_date"] == partition:
+            return release
+    where = f" for {partition}" if partition else ""
+    raise LookupError(f"no published embeddings{where} in {db.uri}; materialize published_embeddings first")
+
+
+def cleanup(db, keep: int) -> list[str]:
+    """Keep the newest ``keep`` releases: drop the tables of older ones, and staged tables of
+    days before the oldest kept release that were never released (failed runs' leftovers).
+    Tables of newer days that are not released yet may be in flight and stay."""
+    history = releases(db)
+    if not history:
+        return []
+    kept = history[:keep]
+    kept_tables = {t for r in kept for t in r["tables"].values()}
+    released_tables = {t for r in history for t in r["tables"].values()}
+    oldest_kept = min(r["partition_date"] for r in kept).replace("-", "_")
+    dropped = []
+    for name in db.table_names(limit=1_000_000):
+        staged = _STAGED.match(name)
+        if not staged or name in kept_tables:
+            continue
+        if name in released_tables or staged.group("day") < oldest_kept:
+            db.drop_table(name)
+            dropped.append(name)
+    if len(history) > keep:
+        ids = ", ".join(f"'{r['release_id']}'" for r in history[keep:])
+        db.open_table(RELEASES).delete(f"release_id IN ({ids})")
+    return dropped
