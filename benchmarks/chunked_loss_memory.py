@@ -13,13 +13,13 @@ candidates.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from report import emit
 
 QUERIES, WIDTH, CHUNK = 512, 256, 64
 
@@ -87,11 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         },
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ step's wall time and peak memory (of that process alone) against the targets.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from report import emit
 
 from omnisage_assets.lib.world import PRESETS
 
@@ -77,11 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "meets_targets": graph_seconds <= 300 and graph_peak <= 8,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ and prints one JSON object: wall time and peak memory of each stage against the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -24,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from report import emit
 
 from omnisage_assets.lib import contracts
 from omnisage_assets.lib.dgl_compat import dgl
@@ -167,11 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["meets_targets"] = (
         total_s <= 300 and peak_rss_gb() <= 8 and result["vs_pinsage_sampler"]["ratio_ours_to_pinsage"] >= 0.5
     )
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

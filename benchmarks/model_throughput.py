@@ -14,12 +14,12 @@ neighbourhoods are random: throughput does not depend on their values. A trainin
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit
 
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import FeatureStore, TaskData
@@ -124,11 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reference_h100_bf16": REFERENCE_H100_BF16,
         "targets_h100": {"training_triplets_per_s": 16_000, "inference_nodes_per_s": 150_000},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

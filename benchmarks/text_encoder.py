@@ -11,12 +11,12 @@ with texts/s beside the target (300 short texts/s on the CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit
 
 from omnisage_assets.lib.text_encoder import DEFAULT_MODEL, TextEncoder
 from omnisage_assets.lib.world import PRESETS, SyntheticWorld
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["target"] = {"short_texts_per_s_on_cpu_at_least": 300, "met": short_cpu >= 300}
     if "cuda" not in devices:
         result["cuda"] = "no CUDA device here: GPU figures not measured"
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

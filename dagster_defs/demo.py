@@ -57,7 +57,7 @@ def main() -> None:
 
     reader = EmbeddingReader(root / "lancedb")
     pin_id = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(43).to_arrow()["id"][42].as_py()
-    print(f"\nrelease {reader.release['release_id']}; Pin {pin_id}: {reader._row('pins', pin_id, 'pin')['title']}")
+    print(f"\nrelease {reader.release['release_id']}; Pin {pin_id}: {reader.entity('pins', pin_id, 'pin')['title']}")
     for row in reader.similar_pins(pin_id, k=5).to_pylist():
         print(f"  {row['id']}  {row['title']:40s} distance {row['_distance']:.3f}")
     print(f"(the same from a terminal: omnisage similar --pin {pin_id})")

@@ -23,6 +23,7 @@ from omnisage_assets.lib.lance_release import (
     IndexConfig,
     build_indexes,
     cleanup,
+    current_release,
     index_recall,
     publish_release,
     stage_tables,
@@ -200,8 +201,6 @@ def published_embeddings(
 def published_embeddings_check(
     context: dg.AssetCheckExecutionContext, lancedb: LanceDBResource, entity_embeddings: pa.Table
 ) -> dg.AssetCheckResult:
-    from omnisage_assets.lib.lance_release import current_release
-
     db = lancedb.connect()
     release = current_release(db)
     expected = dict(zip(*np.unique(entity_embeddings["entity_type"].to_numpy(zero_copy_only=False), return_counts=True)))

@@ -43,3 +43,12 @@ def test_chunked_loss_memory_benchmark_compares_both_losses():
     result = chunked_loss_memory.main(["--device", "cpu", "--negatives", "500", "2000"])
     assert [r["candidates"] for r in result["rows"]] == [1012, 2512]
     assert all(r["one_block_mb"] >= 0 and r["chunked_mb"] >= 0 for r in result["rows"])
+
+
+def test_lance_index_benchmark_compares_settings_with_brute_force(tmp_path):
+    import lance_index
+
+    result = lance_index.main(["--sizes", "3000", "--queries", "20", "--settings", "5", "20", "--cache", str(tmp_path)])
+    assert [(r["vectors"], r["nprobes"]) for r in result["results"]] == [(3000, 5), (3000, 20)]
+    assert all(0 <= r["recall_at_10"] <= 1 and r["numpy_brute_force_p50_ms"] > 0 for r in result["results"])
+    assert result["served_setting"]["nprobes"] == 20

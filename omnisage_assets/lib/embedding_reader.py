@@ -39,7 +39,8 @@ class EmbeddingReader:
         self.index = index or IndexConfig()
         self._tables = {name: self.db.open_table(table) for name, table in self.release["tables"].items()}
 
-    def _row(self, table: str, entity_id: int, what: str) -> dict:
+    def entity(self, table: str, entity_id: int, what: str) -> dict:
+        """The stored row of one entity (vector, text fields) in ``table``; ``NotFound`` if absent."""
         rows = self._tables[table].search().where(f"id = {int(entity_id)}").limit(1).to_arrow()
         if not rows.num_rows:
             raise NotFound(f"{what} {entity_id} not found in release {self.release['release_id']}")
@@ -53,15 +54,15 @@ class EmbeddingReader:
 
     def similar_pins(self, pin_id: int, k: int = 10, where: str | None = None) -> pa.Table:
         """The ``k`` Pins nearest to a Pin (itself excluded); ``where`` is a SQL filter on the table."""
-        return self._nearest("pins", self._row("pins", pin_id, "pin")["vector"], k, where, {int(pin_id)})
+        return self._nearest("pins", self.entity("pins", pin_id, "pin")["vector"], k, where, {int(pin_id)})
 
     def similar_boards(self, board_id: int, k: int = 10, where: str | None = None) -> pa.Table:
         """The ``k`` boards nearest to a board (itself excluded)."""
-        return self._nearest("boards", self._row("boards", board_id, "board")["vector"], k, where, {int(board_id)})
+        return self._nearest("boards", self.entity("boards", board_id, "board")["vector"], k, where, {int(board_id)})
 
     def recommend_pins(self, user_id: int, k: int = 10, exclude_seen: bool = True, where: str | None = None) -> pa.Table:
         """The ``k`` Pins nearest to a user's embedding, without the Pins they engaged with."""
-        user = self._row("users", user_id, "user")
+        user = self.entity("users", user_id, "user")
         seen = set(user["seen_pin_ids"] or []) if exclude_seen else set()
         return self._nearest("pins", user["vector"], k, where, seen)
 
@@ -88,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reader = EmbeddingReader(args.db, args.release)
         if args.command == "similar" and args.pin is not None:
-            print(f"Pins like {args.pin}: {reader._row('pins', args.pin, 'pin')['title']}")
+            print(f"Pins like {args.pin}: {reader.entity('pins', args.pin, 'pin')['title']}")
             _print(reader.similar_pins(args.pin, args.k), "title")
         elif args.command == "similar":
-            print(f"boards like {args.board}: {reader._row('boards', args.board, 'board')['name']}")
+            print(f"boards like {args.board}: {reader.entity('boards', args.board, 'board')['name']}")
             _print(reader.similar_boards(args.board, args.k), "name")
         else:
             print(f"Pins for user {args.user}")

@@ -45,6 +45,7 @@ class IndexConfig:
     rows_per_partition: int = 4096
     min_rows: int = 10_000  # below this an exact scan is fast enough and exact
     nprobes: int = 20
+    ef: int | None = None  # HNSW candidate list per probed partition; None: LanceDB's default
     refine_factor: int | None = None
 
 
@@ -104,6 +105,8 @@ def build_indexes(db, staged: dict[str, str], config: IndexConfig) -> dict[str, 
 def search(table, vector: np.ndarray, k: int, config: IndexConfig, where: str | None = None, exact: bool = False):
     """The top-``k`` query every caller uses, so the check measures what readers get."""
     query = table.search(vector).metric(config.metric).limit(k).nprobes(config.nprobes)
+    if config.ef:
+        query = query.ef(config.ef)
     if config.refine_factor:
         query = query.refine_factor(config.refine_factor)
     if exact:
