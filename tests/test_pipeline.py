@@ -83,7 +83,7 @@ def test_unknown_ids_get_a_sentence_not_a_trace(pipeline, capsys):
     assert embedding_cli(["--db", db, "recommend", "--user", "7"]) == 1
     assert capsys.readouterr().err.strip() == f"omnisage: user 7 not found in release {MODEL_DAY}/g1"
     pin = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(1).to_arrow()["id"][0].as_py()
-    assert embedding_cli(["--db", db, "-k", "3", "similar", "--pin", str(pin)]) == 0
+    assert embedding_cli(["--db", db, "similar", "--pin", str(pin), "-k", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"Pins like {pin}: ") and len(out) == 4 and "distance" in out[1]
 
