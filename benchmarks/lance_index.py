@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
-        "--settings", nargs="+", default=["10", "20", "20:64", "40"],
+        "--settings", nargs="+", default=["10", "20", "30", "40", "30:64"],
         help="query settings to compare, NPROBES or NPROBES:EF",
     )
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("OMNISAGE_HOME", ".omnisage")) / "bench")

