@@ -6,6 +6,7 @@ vectors (Parquet) and stages them in LanceDB under names of their own;
 recall against exact search; ``published_embeddings`` names them the current release.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -109,19 +110,27 @@ def _staged(entity_embeddings: Path) -> dict[str, str]:
 
 
 class IndexRunConfig(dg.Config):
-    """ANN index settings; the check fails when recall@10 against exact search is below the floor."""
+    """The ANN index and the query setting readers will use with it (see ``IndexConfig``)."""
 
     index_type: str = IndexConfig.index_type
     rows_per_partition: int = IndexConfig.rows_per_partition
     min_rows: int = IndexConfig.min_rows
     nprobes: int = IndexConfig.nprobes
-    recall_floor: float = 0.9
-    check_queries: int = 200
+    ef: int | None = IndexConfig.ef
 
     def index(self) -> IndexConfig:
-        return IndexConfig(
-            index_type=self.index_type, rows_per_partition=self.rows_per_partition, min_rows=self.min_rows, nprobes=self.nprobes
-        )
+        return IndexConfig(**self.model_dump())
+
+
+def _served_setting(instance: dg.DagsterInstance, partition: str) -> IndexConfig:
+    """The index setting ``embedding_index`` recorded for this day: what the check measures
+    and what the release hands to readers, so the three never disagree."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("embedding_index"), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        raise LookupError(f"embedding_index has no materialization for {partition}")
+    return IndexConfig(**records[0].asset_materialization.metadata["query_setting"].value)
 
 
 @dg.asset(group_name="embeddings", kinds={"lancedb"}, partitions_def=daily_partitions)
@@ -129,9 +138,20 @@ def embedding_index(
     context: dg.AssetExecutionContext, config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: Path
 ) -> dg.MaterializeResult:
     """ANN indexes on the staged tables, built before anyone reads them."""
-    built = build_indexes(lancedb.connect(), _staged(entity_embeddings), config.index())
+    index = config.index()
+    built = build_indexes(lancedb.connect(), _staged(entity_embeddings), index)
     rows = [{"table": name, **{k: info.get(k, "") for k in ("index", "rows", "partitions", "seconds")}} for name, info in built.items()]
-    return dg.MaterializeResult(metadata={"indexes": table_md(rows, ["table", "index", "rows", "partitions", "seconds"])})
+    return dg.MaterializeResult(
+        metadata={
+            "indexes": table_md(rows, ["table", "index", "rows", "partitions", "seconds"]),
+            "query_setting": dg.MetadataValue.json(dataclasses.asdict(index)),
+        }
+    )
+
+
+class IndexCheckConfig(dg.Config):
+    recall_floor: float = 0.9
+    queries: int = 200
 
 
 @dg.asset_check(
@@ -141,10 +161,13 @@ def embedding_index(
     additional_ins={"entity_embeddings": dg.AssetIn()},
     description="Recall@10 of the served query against exact search (index bypassed), on sampled queries.",
 )
-def embedding_index_check(config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: Path) -> dg.AssetCheckResult:
+def embedding_index_check(
+    context: dg.AssetCheckExecutionContext, config: IndexCheckConfig, lancedb: LanceDBResource, entity_embeddings: Path
+) -> dg.AssetCheckResult:
     db = lancedb.connect()
+    served = _served_setting(context.instance, context.partition_key)
     frames = [
-        pd.DataFrame({"table": name, "recall_at_10": index_recall(db, table, config.index(), config.check_queries)})
+        pd.DataFrame({"table": name, "recall_at_10": index_recall(db, table, served, config.queries)})
         for name, table in _staged(entity_embeddings).items()
     ]
     facts = pd.concat(frames, ignore_index=True)
@@ -177,7 +200,12 @@ def published_embeddings(
     db = lancedb.connect()
     schema = pq.read_schema(entity_embeddings).metadata
     release = publish_release(
-        db, context.partition_key, _staged(entity_embeddings), f"omnisage-{context.partition_key}", schema[b"checkpoint"].decode()
+        db,
+        context.partition_key,
+        _staged(entity_embeddings),
+        f"omnisage-{context.partition_key}",
+        schema[b"checkpoint"].decode(),
+        _served_setting(context.instance, context.partition_key),
     )
     dropped = cleanup(db, config.keep_releases)
     context.log.info(f"release {release['release_id']} is current; dropped {len(dropped)} old table(s)")
@@ -186,6 +214,7 @@ def published_embeddings(
             "release_id": release["release_id"],
             "tables": dg.MetadataValue.json(json.loads(release["tables"])),
             "checkpoint": release["checkpoint"],
+            "query_setting": dg.MetadataValue.json(json.loads(release["query"])),
             "dropped_tables": len(dropped),
             "lancedb_uri": lancedb.uri,
         }

@@ -60,8 +60,10 @@ def test_readers_see_the_previous_release_until_the_switch_and_never_a_mix(tmp_p
 
 def test_recommendations_skip_what_the_user_saw(tmp_path):
     db = lancedb.connect(str(tmp_path))
-    publish_release(db, "2026-01-07", stage_tables(db, _tables(100, seed=1), "2026-01-07"), "v", "c")
+    staged = stage_tables(db, _tables(100, seed=1), "2026-01-07")
+    publish_release(db, "2026-01-07", staged, "v", "c", IndexConfig(nprobes=7))
     reader = EmbeddingReader(tmp_path)
+    assert reader.index.nprobes == 7  # the release's checked setting, not a default
     assert not {1_000, 1_001} & set(reader.recommend_pins(7, k=10)["id"].to_pylist())
     assert 1_000 in reader.recommend_pins(7, k=10, exclude_seen=False)["id"].to_pylist()
 

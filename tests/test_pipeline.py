@@ -199,3 +199,33 @@ def test_training_runs_through_pipes_and_reports_its_metrics(pipeline):
     assert meta["resumed_from_step"].value == 0 and meta["warm_started_from"].value == "none"
     assert "| loss_feature_image |" in meta["losses"].value
     assert not (pipeline["root"] / "training_state" / MODEL_DAY).exists()
+
+
+def test_a_bad_index_blocks_the_release_and_the_previous_one_stays_served(pipeline, dagster_instance):
+    """Day 8 with an index tuned to miss (1 probe of 14 partitions): its recall check fails,
+    published_embeddings never runs, and readers keep day 7's release."""
+    import dagster as dg
+
+    next_day = TINY.days[7]
+    job = pipeline["defs"].resolve_implicit_global_asset_job_def()
+    selection = ["graph_edges", "sampled_neighborhoods", "training_examples", "omnisage_checkpoint",
+                 "entity_embeddings", "embedding_index", "published_embeddings"]
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        partition_key=next_day,
+        asset_selection=[dg.AssetKey(k) for k in selection],
+        raise_on_error=False,
+        run_config={
+            "ops": {
+                "omnisage_checkpoint": {"config": {**FAST_TRAINING, "steps": 20}},
+                "embedding_index": {"config": {"min_rows": 100, "rows_per_partition": 64, "nprobes": 1}},
+            }
+        },
+    )
+    check = [c for c in result.get_asset_check_evaluations() if c.check_name == "embedding_index_check"][0]
+    assert not check.passed and "recall_at_10" in check.description
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "embedding_index" in done and "published_embeddings" not in done
+    reader = EmbeddingReader(pipeline["root"] / "lancedb")
+    assert reader.release["partition_date"] == MODEL_DAY
+    assert reader.similar_pins(reader.db.open_table(reader.release["tables"]["pins"]).search().limit(1).to_arrow()["id"][0].as_py(), k=3).num_rows == 3

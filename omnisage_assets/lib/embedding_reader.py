@@ -36,7 +36,7 @@ class EmbeddingReader:
     def __init__(self, uri: str | Path, release: str | None = None, index: IndexConfig | None = None) -> None:
         self.db = lancedb.connect(str(uri))
         self.release = current_release(self.db, release)
-        self.index = index or IndexConfig()
+        self.index = index or self.release["query"]  # the setting the release's recall was checked with
         self._tables = {name: self.db.open_table(table) for name, table in self.release["tables"].items()}
 
     def entity(self, table: str, entity_id: int, what: str) -> dict:

@@ -27,6 +27,7 @@ RELEASE_SCHEMA = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("checkpoint", pa.string(), nullable=False),
         pa.field("tables", pa.string(), nullable=False),  # JSON: {"pins": "pins__2026_01_07__g1", ...}
+        pa.field("query", pa.string(), nullable=False),  # JSON: the IndexConfig readers must query with
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
@@ -131,14 +132,18 @@ def index_recall(db, table_name: str, config: IndexConfig, queries: int = 200, k
     return np.array(recall)
 
 
-def publish_release(db, partition: str, staged: dict[str, str], model_version: str, checkpoint: str) -> dict:
-    """Name the staged tables current: one atomic append to ``releases``."""
+def publish_release(
+    db, partition: str, staged: dict[str, str], model_version: str, checkpoint: str, query: IndexConfig | None = None
+) -> dict:
+    """Name the staged tables current: one atomic append to ``releases``. ``query`` is the
+    setting the index was checked with; readers of this release use it."""
     row = {
         "release_id": f"{partition}/{staged[next(iter(staged))].rsplit('__', 1)[1]}",
         "partition_date": partition,
         "model_version": model_version,
         "checkpoint": checkpoint,
         "tables": json.dumps(staged, sort_keys=True),
+        "query": json.dumps(dataclasses.asdict(query or IndexConfig())),
         "created_at": dt.datetime.now(dt.timezone.utc),
     }
     data = pa.Table.from_pylist([row], schema=RELEASE_SCHEMA)
@@ -154,7 +159,7 @@ def releases(db) -> list[dict]:
     if RELEASES not in db.table_names(limit=1_000_000):
         return []
     rows = db.open_table(RELEASES).to_arrow().sort_by([("created_at", "descending")]).to_pylist()
-    return [dict(r, tables=json.loads(r["tables"])) for r in rows]
+    return [dict(r, tables=json.loads(r["tables"]), query=IndexConfig(**json.loads(r["query"]))) for r in rows]
 
 
 def current_release(db, partition: str | None = None) -> dict:
