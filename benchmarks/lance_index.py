@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--settings", nargs="+", default=["10", "20", "30", "40", "30:64"],
         help="query settings to compare, NPROBES or NPROBES:EF",
     )
+    parser.add_argument("--rows-per-partition", type=int, default=IndexConfig.rows_per_partition)
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("OMNISAGE_HOME", ".omnisage")) / "bench")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    config = IndexConfig(min_rows=min(IndexConfig.min_rows, min(args.sizes)))
+    config = IndexConfig(min_rows=min(IndexConfig.min_rows, min(args.sizes)), rows_per_partition=args.rows_per_partition)
     settings = [(int(s.split(":")[0]), int(s.split(":")[1]) if ":" in s else None) for s in args.settings]
     rows = [r for n in args.sizes for r in one_size(n, args.queries, args.cache / f"lance-{n}", config, settings)]
     at_largest = [r for r in rows if r["vectors"] == max(args.sizes)]

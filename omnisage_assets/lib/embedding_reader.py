@@ -47,10 +47,12 @@ class EmbeddingReader:
         return rows.to_pylist()[0]
 
     def _nearest(self, table: str, vector: list[float], k: int, where: str | None, drop: set[int]) -> pa.Table:
-        hits = search(self._tables[table], np.asarray(vector, np.float32), k + len(drop), self.index, where).to_arrow()
+        columns = [c for c in self._tables[table].schema.names if c != "vector"] + ["_distance"]  # vectors stay put
+        query = search(self._tables[table], np.asarray(vector, np.float32), k + len(drop), self.index, where)
+        hits = query.select(columns).to_arrow()
         if drop:
             hits = hits.filter(pc.invert(pc.is_in(hits["id"], pa.array(sorted(drop), pa.int64()))))
-        return hits.drop_columns(["vector"]).slice(0, k)
+        return hits.slice(0, k)
 
     def similar_pins(self, pin_id: int, k: int = 10, where: str | None = None) -> pa.Table:
         """The ``k`` Pins nearest to a Pin (itself excluded); ``where`` is a SQL filter on the table."""
