@@ -45,7 +45,6 @@ def content_features(
     pin_texts, board_texts, repairs = catalog_texts(pins, boards, config.max_text_chars)
     texts = pin_texts + board_texts
     encoder = TextEncoder.load(config.text_encoder, config.text_device, config.text_max_tokens, config.text_batch_size)
-    over_max_tokens = int((encoder.token_counts(texts) > config.text_max_tokens).sum())
 
     def progress(done: int, total: int) -> None:
         if done == total or done % (encoder.batch_size * 50) == 0:
@@ -68,7 +67,7 @@ def content_features(
             "texts_reused": cache.reused,
             "reuse_ratio": cache.reuse_ratio,
             "texts_per_second": round(cache.encoded / seconds, 1) if cache.encoded else 0.0,
-            "texts_over_max_tokens": over_max_tokens,
+            "texts_over_max_tokens": cache.over_max_tokens,
             **repairs.metadata(),
             "n_text_buckets": config.n_text_buckets,
             "pins_without_image": pins["image"].null_count,

@@ -138,8 +138,8 @@ def omnisage_checkpoint(
     Training runs as its own process through Dagster Pipes (``python -m
     omnisage_model.train``, the same entry point a bare GPU box runs), which streams its
     logs and reports its metrics back here; a killed run resumes from its last state."""
+    # The image column and the schema metadata are all feature_dims reads.
     pin_features = pq.read_table(training_examples / "pin_features.parquet", columns=["image"])
-    pin_features = pin_features.replace_schema_metadata(pq.read_schema(training_examples / "pin_features.parquet").metadata)
     model_config = config.to_model_config(feature_dims(pin_features))
     train_config = config.to_train_config()
     init_from = _previous_checkpoint(context, storage, model_config) if config.warm_start else None

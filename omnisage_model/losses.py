@@ -51,7 +51,7 @@ class CountMinSketch:
         return self.estimate(ids) / max(self.total, 1.0)
 
 
-def _summed_loss(
+def _masked_logits(
     queries: torch.Tensor,
     candidates: torch.Tensor,
     target: torch.Tensor,
@@ -59,12 +59,12 @@ def _summed_loss(
     log_q: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
+    """logQ-corrected logits (float32), other columns of a query's own item set to -inf."""
     # One (queries x candidates) block, filled in place: memory is what bounds the negatives.
-    logits = torch.addmm(-log_q[None, :].to(queries.dtype), queries, candidates.T, alpha=1.0 / temperature)
+    logits = torch.addmm(-log_q[None, :].to(queries.dtype), queries, candidates.T, alpha=1.0 / temperature).float()
     same_item = candidate_ids[None, :] == candidate_ids[target][:, None]
     same_item[torch.arange(len(target), device=target.device), target] = False
-    logits.masked_fill_(same_item, float("-inf"))
-    return F.cross_entropy(logits.float(), target, reduction="sum")
+    return logits.masked_fill_(same_item, float("-inf"))
 
 
 class _WithGradients(torch.autograd.Function):
@@ -99,20 +99,17 @@ def sampled_softmax_loss(
     """
     n = len(target)
     if chunk_size is None or n * len(candidates) <= LOGITS_PER_CHUNK and n <= chunk_size or not (queries.requires_grad or candidates.requires_grad):
-        return _summed_loss(queries, candidates, target, candidate_ids, log_q, temperature) / max(n, 1)
+        logits = _masked_logits(queries, candidates, target, candidate_ids, log_q, temperature)
+        return F.cross_entropy(logits, target, reduction="sum") / max(n, 1)
     chunk_size = max(1, min(chunk_size, LOGITS_PER_CHUNK // max(len(candidates), 1)))
     with torch.no_grad():
         q, c = queries.detach(), candidates.detach()
         grad_q = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         grad_c = torch.zeros(c.shape, dtype=torch.float32, device=c.device)
         value = torch.zeros((), dtype=torch.float32, device=q.device)
-        neg_log_q = -log_q[None, :].to(q.dtype)
         for start in range(0, n, chunk_size):
             rows = torch.arange(start, min(start + chunk_size, n), device=q.device)
-            logits = torch.addmm(neg_log_q, q[rows], c.T, alpha=1.0 / temperature).float()
-            same_item = candidate_ids[None, :] == candidate_ids[target[rows]][:, None]
-            same_item[torch.arange(len(rows), device=q.device), target[rows]] = False
-            logits.masked_fill_(same_item, float("-inf"))
+            logits = _masked_logits(q[rows], c, target[rows], candidate_ids, log_q, temperature)
             # d(sum of cross-entropies)/d logits = softmax - one-hot, computed in place.
             log_z = torch.logsumexp(logits, dim=1)
             value -= (logits[torch.arange(len(rows), device=q.device), target[rows]] - log_z).sum()

@@ -120,14 +120,14 @@ def search(table, vector: np.ndarray, k: int, config: IndexConfig, where: str | 
 def index_recall(db, table_name: str, config: IndexConfig, queries: int = 200, k: int = 10, seed: int = 0) -> np.ndarray:
     """Per sampled query: the share of the exact top-``k`` (index bypassed) the served query finds."""
     table = db.open_table(table_name)
-    data = table.to_arrow()
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(data.num_rows, size=min(queries, data.num_rows), replace=False)
-    vectors = data["vector"].combine_chunks().flatten().to_numpy().reshape(data.num_rows, -1)
+    n = table.count_rows()
+    rows = np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False)
+    sample = table.take_offsets(sorted(rows.tolist())).select(["vector"]).to_arrow()["vector"]  # only the queries
+    vectors = sample.combine_chunks().flatten().to_numpy().reshape(len(sample), -1)
     recall = []
-    for row in rows:
-        exact = set(search(table, vectors[row], k, config, exact=True).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
-        found = set(search(table, vectors[row], k, config).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
+    for vector in vectors:
+        exact = set(search(table, vector, k, config, exact=True).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
+        found = set(search(table, vector, k, config).select(["id", "_distance"]).to_arrow()["id"].to_pylist())
         recall.append(len(exact & found) / max(len(exact), 1))
     return np.array(recall)
 

@@ -126,6 +126,7 @@ class CacheStats:
     unique_texts: int
     reused: int
     encoded: int
+    over_max_tokens: int  # texts (all, not only the encoded) the encoder truncated
 
     @property
     def reuse_ratio(self) -> float:
@@ -140,31 +141,42 @@ def encode_with_cache(
 ) -> tuple[np.ndarray, CacheStats]:
     """Vectors for ``texts``, encoding only texts the cache lacks; the cache then holds these texts.
 
-    The cache is a Parquet file (hash, vector) stamped with the encoder's fingerprint; a
-    cache from another model or setting is ignored, never mixed in.
+    The cache is a Parquet file (hash, vector, untruncated token count) stamped with the
+    encoder's fingerprint; a cache from another model or setting is ignored, never mixed in.
+    Token counts are cached too, so cached texts are not even tokenized again.
     """
     hashes = text_hashes(texts)
     unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     vectors = np.zeros((len(unique), encoder.dim), dtype=np.float32)
+    tokens = np.zeros(len(unique), dtype=np.int64)
     found = np.zeros(len(unique), dtype=bool)
     if cache_path.exists():
         cached = pq.read_table(cache_path)
-        if (cached.schema.metadata or {}).get(b"fingerprint", b"").decode() == encoder.fingerprint:
+        fingerprint = (cached.schema.metadata or {}).get(b"fingerprint", b"").decode()
+        if fingerprint == encoder.fingerprint and "tokens" in cached.column_names:
             index = pd.Index(cached["text_hash"].to_numpy(zero_copy_only=False).astype("S16"))
             where = index.get_indexer(unique)
             found = where >= 0
             if found.any():
                 matrix = cached["vector"].combine_chunks().flatten().to_numpy().reshape(-1, encoder.dim)
                 vectors[found] = matrix[where[found]]
+                tokens[found] = cached["tokens"].to_numpy()[where[found]]
     missing = np.flatnonzero(~found)
     if len(missing):
-        vectors[missing] = encoder.encode([texts[first[i]] for i in missing], progress)
-    _write_cache(cache_path, unique, vectors, encoder.fingerprint)
-    stats = CacheStats(unique_texts=len(unique), reused=int(found.sum()), encoded=len(missing))
+        new_texts = [texts[first[i]] for i in missing]
+        vectors[missing] = encoder.encode(new_texts, progress)
+        tokens[missing] = encoder.token_counts(new_texts)
+    _write_cache(cache_path, unique, vectors, tokens, encoder.fingerprint)
+    stats = CacheStats(
+        unique_texts=len(unique),
+        reused=int(found.sum()),
+        encoded=len(missing),
+        over_max_tokens=int((tokens[inverse] > encoder.max_length).sum()),
+    )
     return vectors[inverse], stats
 
 
-def _write_cache(path: Path, hashes: np.ndarray, vectors: np.ndarray, fingerprint: str) -> None:
+def _write_cache(path: Path, hashes: np.ndarray, vectors: np.ndarray, tokens: np.ndarray, fingerprint: str) -> None:
     table = pa.table(
         {
             # From the raw buffer: numpy's bytes conversion would drop trailing zero bytes.
@@ -172,6 +184,7 @@ def _write_cache(path: Path, hashes: np.ndarray, vectors: np.ndarray, fingerprin
                 pa.binary(16), len(hashes), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
             ),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+            "tokens": pa.array(tokens, pa.int32()),
         }
     ).replace_schema_metadata({"fingerprint": fingerprint})
     path.parent.mkdir(parents=True, exist_ok=True)
