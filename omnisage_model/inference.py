@@ -15,10 +15,13 @@ def embed_nodes(model: OmniSage, store: FeatureStore, batch_size: int = 4096, de
     model.eval().to(device)
     store = store.to(device)
     out = np.empty((store.n_nodes, model.config.out_dim), np.float32)
+    with _autocast(device):
+        # Every node is some batch's neighbour many times over: tokenise each one once.
+        summaries = model.node_summaries(store)
     for start in range(0, store.n_nodes, batch_size):
         idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
         with _autocast(device):
-            out[start : start + len(idx)] = model.embed(store, idx).float().cpu().numpy()
+            out[start : start + len(idx)] = model.embed(store, idx, summaries).float().cpu().numpy()
     return out
 
 

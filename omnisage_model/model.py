@@ -151,23 +151,34 @@ class OmniSage(nn.Module):
         self.sequence = UserSequenceModel(config)
         self.feature_encoders = FeatureEncoders(config)
 
-    def _neighbor_tokens(self, store: FeatureStore, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _neighbor_tokens(
+        self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         nbr = store.nbr_index[idx]  # (n, K)
         mask = nbr >= 0
-        unique, inverse = torch.unique(nbr[mask], return_inverse=True)
+        flat = nbr[mask]
         tokens = torch.zeros(*nbr.shape, self.config.width, device=nbr.device)
-        if len(unique):
-            summary = self.features.summary(store, unique)
+        if len(flat):
+            if summaries is None:
+                # Each distinct neighbour's features are tokenised once per call.
+                unique, inverse = torch.unique(flat, return_inverse=True)
+                summary = self.features.summary(store, unique)[inverse]
+            else:
+                summary = summaries[flat]
             extra = (
-                self.neighbor_type(store.node_type[nbr[mask]])
+                self.neighbor_type(store.node_type[flat])
                 + self.neighbor_subgraph(store.nbr_subgraph[idx][mask])
                 + self.neighbor_score(store.nbr_score[idx][mask][:, None])
             )
-            tokens = tokens.index_put(tuple(mask.nonzero().T), summary[inverse] + extra)
+            tokens = tokens.index_put(tuple(mask.nonzero().T), summary + extra)
         return tokens, mask
 
-    def embed(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings (n, out_dim) of nodes ``idx`` (Pins and boards mixed)."""
+    def embed(self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised embeddings (n, out_dim) of nodes ``idx`` (Pins and boards mixed).
+
+        ``summaries`` (N, width), from ``node_summaries``, saves re-tokenising neighbours when
+        many batches share them (inference); training leaves it out so gradients reach the
+        tokenizer."""
         out = torch.zeros(len(idx), self.config.out_dim, device=idx.device)
         types = store.node_type[idx]
         for t in (PIN_TYPE, BOARD_TYPE):
@@ -175,10 +186,21 @@ class OmniSage(nn.Module):
             if len(sel) == 0:
                 continue
             own, own_mask = self.features(store, idx[sel], t)
-            nbr, nbr_mask = self._neighbor_tokens(store, idx[sel])
+            nbr, nbr_mask = self._neighbor_tokens(store, idx[sel], summaries)
             emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1))
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
+
+    def node_summaries(self, store: FeatureStore, batch_size: int = 65536) -> torch.Tensor:
+        """(N, width) neighbour summaries of every node, computed once, for ``embed``; kept in
+        the autocast dtype when autocast is on (half the memory at width 768)."""
+        device = store.node_type.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+        parts = []
+        for start in range(0, store.n_nodes, batch_size):
+            idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
+            parts.append(self.features.summary(store, idx).to(dtype))
+        return torch.cat(parts)
 
     def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.sequence(pin_embeddings, lengths)

@@ -63,6 +63,16 @@ def test_embeddings_are_unit_vectors_of_the_configured_width(bundle):
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
 
 
+def test_batch_inference_equals_embedding_each_batch_from_scratch(bundle):
+    """embed_nodes tokenises every neighbour once up front; the vectors must not change."""
+    config = _config()
+    store, _ = load_training_inputs(bundle, config)
+    model = OmniSage(config).eval()
+    with torch.no_grad():
+        direct = torch.cat([model.embed(store, idx) for idx in torch.arange(store.n_nodes).split(100)])
+    np.testing.assert_allclose(embed_nodes(model, store, batch_size=100), direct.numpy(), atol=1e-5)
+
+
 def test_neighbor_cap_keeps_the_best_per_subgraph(bundle):
     store, _ = load_training_inputs(bundle, _config(max_neighbors_per_subgraph=2))
     assert store.nbr_index.shape[1] <= 4
