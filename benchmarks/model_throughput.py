@@ -80,19 +80,24 @@ def training_triplets_per_s(store: FeatureStore, device: str, batch: int, steps:
 
 
 def profile_training(store: FeatureStore, device: str, batch: int, out: Path) -> None:
-    """Operator table (self time, CUDA first) of a 3-step ``train()``, after a warm-up run."""
-    from torch.profiler import ProfilerActivity, profile
+    """Operator tables (by self CUDA time, then by CPU time) of three training steps that
+    follow one warm-up step: set-up and copies in and out of the device are left out."""
+    from torch.profiler import ProfilerActivity, profile, schedule
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     config = TrainConfig(
-        steps=3, pair_batch_size=batch, random_negatives=batch, feature_weight=0.0, user_weight=0.0, warmup_steps=1
+        steps=5, pair_batch_size=batch, random_negatives=batch, feature_weight=0.0, user_weight=0.0, warmup_steps=1,
+        log_every=1,
     )
-    train(store, pair_tasks(store.n_pins), PAPER, config, device=device)
-    with profile(activities=activities) as prof:
-        train(store, pair_tasks(store.n_pins), PAPER, config, device=device)
-    sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=3, repeat=1)) as prof:
+        train(store, pair_tasks(store.n_pins), PAPER, config, device=device, log=lambda r: prof.step())
+    averages = prof.key_averages()
+    tables = [
+        averages.table(sort_by=sort, row_limit=30)
+        for sort in (["self_cuda_time_total"] if device.startswith("cuda") else []) + ["cpu_time_total"]
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(prof.key_averages().table(sort_by=sort, row_limit=30) + "\n")
+    out.write_text("\n\n".join(tables) + "\n")
 
 
 def inference_nodes_per_s(device: str, batch: int, nodes: int) -> float:

@@ -102,8 +102,9 @@ def sampled_softmax_loss(
         logits = _masked_logits(queries, candidates, target, candidate_ids, log_q, temperature)
         return F.cross_entropy(logits, target, reduction="sum") / max(n, 1)
     chunk_size = max(1, min(chunk_size, LOGITS_PER_CHUNK // max(len(candidates), 1)))
-    with torch.no_grad():
-        q, c = queries.detach(), candidates.detach()
+    # Hand-written gradients are accumulated in float32, whatever autocast would pick.
+    with torch.no_grad(), torch.autocast(queries.device.type, enabled=False):
+        q, c = queries.detach().float(), candidates.detach().float()
         grad_q = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         grad_c = torch.zeros(c.shape, dtype=torch.float32, device=c.device)
         value = torch.zeros((), dtype=torch.float32, device=q.device)
@@ -116,8 +117,8 @@ def sampled_softmax_loss(
             probs = logits.sub_(log_z[:, None]).exp_()
             probs[torch.arange(len(rows), device=q.device), target[rows]] -= 1.0
             probs.mul_(1.0 / (n * temperature))
-            grad_q[rows] = probs @ c.float()
-            grad_c.addmm_(probs.T, q[rows].float())
+            grad_q[rows] = probs @ c
+            grad_c.addmm_(probs.T, q[rows])
     return _WithGradients.apply(value / n, queries, candidates, grad_q.to(queries.dtype), grad_c.to(candidates.dtype))
 
 

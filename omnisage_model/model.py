@@ -18,6 +18,9 @@ from omnisage_model.data import BOARD_TYPE, PIN_TYPE, SUBGRAPHS, FeatureStore
 from omnisage_model.layers import EncoderLayer, mlp
 
 ENTITY_TYPES = ("pin", "board")
+# On a GPU the aggregator's batch is padded to a multiple of this: a step's node count varies,
+# and cuDNN attention builds an execution plan for every new shape it meets.
+CUDA_BATCH_MULTIPLE = 64
 
 
 class FeatureTokenizer(nn.Module):
@@ -86,12 +89,16 @@ class EntityEmbedder(nn.Module):
         self.head = mlp(d, d, config.out_dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = len(tokens)
+        pad = -n % CUDA_BATCH_MULTIPLE if tokens.is_cuda else 0
+        if pad:  # fully masked rows, dropped below
+            tokens, mask = F.pad(tokens, (0, 0, 0, 0, 0, pad)), F.pad(mask, (0, 0, 0, pad))
         cls = self.cls.expand(tokens.shape[0], 1, -1)
         x = torch.cat([cls, tokens], dim=1)
         mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         for layer in self.layers:
             x = layer(x, key_mask=mask)
-        return F.normalize(self.head(self.norm(x[:, 0])), dim=-1)
+        return F.normalize(self.head(self.norm(x[:n, 0])), dim=-1)
 
 
 def relu_mlp(sizes: list[int]) -> nn.Sequential:

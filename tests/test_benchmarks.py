@@ -52,3 +52,27 @@ def test_lance_index_benchmark_compares_settings_with_brute_force(tmp_path):
     assert [(r["vectors"], r["nprobes"]) for r in result["results"]] == [(3000, 5), (3000, 20)]
     assert all(0 <= r["recall_at_10"] <= 1 and r["numpy_brute_force_p50_ms"] > 0 for r in result["results"])
     assert result["served_setting"]["nprobes"] == 30
+
+
+def test_training_recall_benchmark_trains_a_bundle_and_scores_the_next_day(tmp_path, tiny_world):
+    import dataclasses
+    import json
+
+    import pyarrow.parquet as pq
+    import training_recall
+    from test_model import _config, bundle  # noqa: F401
+
+    from omnisage_model.config import TrainConfig
+
+    tables = bundle.__wrapped__(tiny_world)
+    for name, table in tables.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    pq.write_table(tiny_world.engagements(tiny_world.config.days[3]), tmp_path / "next_day.parquet")
+    config = {"model_config": dataclasses.asdict(_config()), "train_config": dataclasses.asdict(TrainConfig(steps=3, log_every=1))}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = training_recall.main(
+        ["--device", "cpu", "--bundle", str(tmp_path), "--next-day", str(tmp_path / "next_day.parquet"), "--config-from", str(tmp_path)]
+    )
+    assert result["steps"] == 3 and result["users"] > 0
+    assert set(result["recall_at_10"]) == {"pin->pin", "board->pin", "user->pin"}
+    assert all(set(models) == {"omnisage", "popularity", "random"} for models in result["recall_at_10"].values())

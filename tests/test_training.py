@@ -14,22 +14,34 @@ from omnisage_model.model import OmniSage
 from omnisage_model.train import load_training_inputs, train
 
 
-def test_chunked_loss_matches_the_one_block_loss_in_value_and_gradients():
+def _loss_inputs():
     g = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(70, 16, generator=g), dim=-1).requires_grad_(True)
     candidates = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=-1).requires_grad_(True)
     target = torch.arange(70)
     ids = torch.cat([torch.randint(0, 40, (70,), generator=g), torch.randint(0, 1000, (230,), generator=g)])
-    log_q = torch.randn(300, generator=g)
-    grads = []
-    for chunk in (None, 16):
-        loss = sampled_softmax_loss(queries * 2, candidates, target, ids, log_q, 0.1, chunk_size=chunk)
-        q_grad, c_grad = torch.autograd.grad(loss, (queries, candidates))
-        grads.append((loss.detach(), q_grad, c_grad))
-    (full, fq, fc), (chunked, cq, cc) = grads
-    torch.testing.assert_close(chunked, full)
-    torch.testing.assert_close(cq, fq)
-    torch.testing.assert_close(cc, fc)
+    return queries, candidates, target, ids, torch.randn(300, generator=g)
+
+
+def _loss_and_grads(chunk, queries, candidates, target, ids, log_q):
+    loss = sampled_softmax_loss(queries * 2, candidates, target, ids, log_q, 0.1, chunk_size=chunk)
+    return (loss.detach(), *torch.autograd.grad(loss, (queries, candidates)))
+
+
+def test_chunked_loss_matches_the_one_block_loss_in_value_and_gradients():
+    inputs = _loss_inputs()
+    for full, chunked in zip(_loss_and_grads(None, *inputs), _loss_and_grads(16, *inputs)):
+        torch.testing.assert_close(chunked, full)
+
+
+def test_chunked_loss_under_bf16_autocast_as_on_a_gpu():
+    """CUDA training runs in bf16 autocast; the hand-written gradients stay float32 and close."""
+    inputs = _loss_inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked = _loss_and_grads(16, *inputs)
+    for full, got in zip(_loss_and_grads(None, *inputs), chunked):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, full, atol=0.02, rtol=0.02)
 
 
 def _train_config(**kw) -> TrainConfig:
