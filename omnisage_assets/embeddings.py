@@ -8,6 +8,7 @@ recall against exact search; ``published_embeddings`` names them the current rel
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +16,7 @@ import great_expectations as gx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from dagster_defs.partitions import daily_partitions
@@ -29,7 +31,7 @@ from omnisage_assets.lib.lance_release import (
     publish_release,
     stage_tables,
 )
-from omnisage_assets.lib.lance_tables import embeddings_table, lance_tables, vector_matrix
+from omnisage_assets.lib.lance_tables import LANCE_TABLES, embedding_batches, lance_batches, vector_matrix
 from omnisage_assets.plots import table_md
 from omnisage_model.checkpoint import load_checkpoint
 from omnisage_model.inference import embed_nodes, embed_users
@@ -58,43 +60,68 @@ def entity_embeddings(
     training_examples: dict[str, pa.Table],
     pins: pa.Table,
     boards: pa.Table,
-) -> pa.Table:
+) -> pa.RecordBatchReader:
     """L2-normalised embeddings of all Pins, boards and users (a user's is the sequence
     model's output after their last action in the window), staged in LanceDB (not served yet)."""
     checkpoint = storage.checkpoint_dir(context.partition_key)
     model, _ = load_checkpoint(checkpoint)
     store, tasks = load_training_inputs(training_examples, model.config)
-    node_vectors = embed_nodes(model, store)
-    pin_vectors = node_vectors[: store.n_pins]
-    vectors = {
-        "pin": pin_vectors,
-        "board": node_vectors[store.n_pins :],
-        "user": embed_users(model, pin_vectors, tasks),
-    }
+    # Vectors go to memory-mapped scratch files as they are computed, and every table below
+    # is streamed from them batch by batch: memory holds the features, not the outputs.
+    scratch = storage.path("embedding_vectors", context.partition_key)
+    scratch.mkdir(parents=True, exist_ok=True)
+    dim = model.config.out_dim
+    nodes = np.lib.format.open_memmap(scratch / "nodes.npy", mode="w+", dtype=np.float32, shape=(store.n_nodes, dim))
+    embed_nodes(model, store, out=nodes)
+    users = np.lib.format.open_memmap(scratch / "users.npy", mode="w+", dtype=np.float32, shape=(len(tasks.user_ids), dim))
+    embed_users(model, nodes[: store.n_pins], tasks, out=users)
+    vectors = {"pin": nodes[: store.n_pins], "board": nodes[store.n_pins :], "user": users}
     ids = {"pin": store.pin_ids, "board": store.board_ids, "user": tasks.user_ids}
     version = f"omnisage-{context.partition_key}"
-    table = embeddings_table(vectors, ids, version, context.partition_key)
     seen = _seen_pin_ids(tasks.sequences.numpy(), store.pin_ids)
-    staged = stage_tables(lancedb.connect(), lance_tables(table, pins, boards, seen), context.partition_key)
+    catalogs = {"pin": pins, "board": boards, "user": None}
+    staged = stage_tables(
+        lancedb.connect(),
+        {
+            name: lance_batches(kind, ids[kind], vectors[kind], version, context.partition_key, catalogs[kind], seen)
+            for kind, name in LANCE_TABLES.items()
+        },
+        context.partition_key,
+    )
     context.add_output_metadata(
         {
             "pins": len(ids["pin"]),
             "boards": len(ids["board"]),
             "users": len(ids["user"]),
-            "dim": int(pin_vectors.shape[1]),
+            "dim": dim,
             "model_version": version,
             "checkpoint": str(checkpoint),
             "staged_tables": dg.MetadataValue.json(staged),
         }
     )
-    return table.replace_schema_metadata({STAGED_KEY: json.dumps(staged), b"checkpoint": str(checkpoint)})
+    metadata = {STAGED_KEY: json.dumps(staged).encode(), b"checkpoint": str(checkpoint).encode()}
+    rows = embedding_batches(vectors, ids, version, context.partition_key, metadata=metadata)
+
+    def rows_then_drop_scratch():
+        try:
+            yield from rows
+        finally:  # the IO manager has written every row (or given up)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return pa.RecordBatchReader.from_batches(rows.schema, rows_then_drop_scratch())
 
 
 @dg.asset_check(asset=entity_embeddings, partitions_def=daily_partitions, blocking=True, description="Unit-norm finite vectors, unique ids per entity type.")
-def entity_embeddings_check(entity_embeddings: pa.Table) -> dg.AssetCheckResult:
-    frame = entity_embeddings.select(["entity_type", "entity_id"]).to_pandas()
-    vectors = vector_matrix(entity_embeddings["vector"])
-    frame["norm"] = np.linalg.norm(np.nan_to_num(vectors, nan=np.inf), axis=1)
+def entity_embeddings_check(entity_embeddings: ds.Dataset) -> dg.AssetCheckResult:
+    frame = entity_embeddings.to_table(columns=["entity_type", "entity_id"]).to_pandas()
+    # Norms batch by batch: the vectors are never all in memory.
+    frame["norm"] = np.concatenate(
+        [
+            np.linalg.norm(np.nan_to_num(vector_matrix(batch.column("vector")), nan=np.inf), axis=1)
+            for batch in entity_embeddings.to_batches(columns=["vector"])
+        ]
+        or [np.zeros(0)]
+    )
     return gx_check_result(
         frame,
         [

@@ -10,11 +10,16 @@ from omnisage_model.model import OmniSage
 
 
 @torch.no_grad()
-def embed_nodes(model: OmniSage, store: FeatureStore, batch_size: int = 4096, device: str = "cpu") -> np.ndarray:
-    """(N, out_dim) float32 embeddings of all Pins then all boards, in store order."""
+def embed_nodes(
+    model: OmniSage, store: FeatureStore, batch_size: int = 4096, device: str = "cpu", out: np.ndarray | None = None
+) -> np.ndarray:
+    """(N, out_dim) float32 embeddings of all Pins then all boards, in store order.
+
+    ``out`` (an ``np.memmap``, say) receives them batch by batch, so the vectors need not
+    fit in memory; only the feature store does."""
     model.eval().to(device)
     store = store.to(device)
-    out = np.empty((store.n_nodes, model.config.out_dim), np.float32)
+    out = np.empty((store.n_nodes, model.config.out_dim), np.float32) if out is None else out
     with _autocast(device):
         # Every node is some batch's neighbour many times over: tokenise each one once.
         summaries = model.node_summaries(store)
@@ -32,13 +37,19 @@ def _autocast(device: str | torch.device) -> torch.autocast:
 
 @torch.no_grad()
 def embed_users(
-    model: OmniSage, pin_embeddings: np.ndarray, tasks: TaskData, batch_size: int = 512, device: str = "cpu"
+    model: OmniSage,
+    pin_embeddings: np.ndarray,
+    tasks: TaskData,
+    batch_size: int = 512,
+    device: str = "cpu",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(U, out_dim) user embeddings: the sequence model's output after each user's last action."""
+    """(U, out_dim) user embeddings: the sequence model's output after each user's last action,
+    written into ``out`` when given (as ``embed_nodes``)."""
     model.eval().to(device)
-    pins = torch.from_numpy(pin_embeddings).to(device)
+    pins = torch.from_numpy(np.ascontiguousarray(pin_embeddings)).to(device)
     n = len(tasks.user_ids)
-    out = np.empty((n, model.config.out_dim), np.float32)
+    out = np.empty((n, model.config.out_dim), np.float32) if out is None else out
     for start in range(0, n, batch_size):
         seq = tasks.sequences[start : start + batch_size].to(device)
         lengths = tasks.sequence_length[start : start + batch_size].to(device)

@@ -16,12 +16,13 @@ from omnisage_assets.lib.lance_release import (
     publish_release,
     stage_tables,
 )
+from omnisage_assets.lib.lance_tables import lance_batches
 
 
-def _tables(n: int, seed: int, dim: int = 16) -> dict[str, pa.Table]:
+def _tables(n: int, seed: int, dim: int = 16, noise: float = 0.5) -> dict[str, pa.Table]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(20, dim))
-    x = centres[rng.integers(0, 20, n)] + 0.5 * rng.normal(size=(n, dim))
+    x = centres[rng.integers(0, 20, n)] + noise * rng.normal(size=(n, dim))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
     pins = pa.table({"id": pa.array(np.arange(n) + 1_000, pa.int64()), "vector": vectors, "title": [f"pin {i} v{seed}" for i in range(n)]})
@@ -70,7 +71,8 @@ def test_recommendations_skip_what_the_user_saw(tmp_path):
 
 def test_the_index_is_built_on_big_tables_and_keeps_recall(tmp_path):
     db = lancedb.connect(str(tmp_path))
-    staged = stage_tables(db, _tables(3_000, seed=4), "2026-01-07")
+    # Loose clusters: a query's neighbours straddle IVF partitions, so probing matters.
+    staged = stage_tables(db, _tables(3_000, seed=4, noise=2.0), "2026-01-07")
     config = IndexConfig(min_rows=1_000, rows_per_partition=500)
     built = build_indexes(db, staged, config)
     assert built["pins"]["index"] == "IVF_HNSW_SQ" and built["pins"]["partitions"] == 6
@@ -94,3 +96,18 @@ def test_bad_vectors_never_reach_a_table(tmp_path):
     with pytest.raises(PublishError, match="pins: column 'vector' is list<item: float>, expected fixed-width"):
         stage_tables(db, {**tables, "pins": ragged}, "2026-01-07")
     assert db.table_names() == []
+
+
+def test_streamed_tables_carry_text_and_refuse_a_bad_batch_by_its_global_row(tmp_path):
+    db = lancedb.connect(str(tmp_path))
+    ids = np.arange(10, dtype=np.int64) + 1_000
+    vectors = np.eye(10, 16, dtype=np.float32)
+    catalog = pa.table({"pin_id": ids[::-1], "title": [f"t{i}" for i in ids[::-1]], "description": ["d"] * 10})
+    staged = stage_tables(db, {"pins": lance_batches("pin", ids, vectors, "v", "2026-01-07", catalog, batch_rows=4)}, "2026-01-07")
+    table = db.open_table(staged["pins"]).to_arrow()
+    assert table["id"].to_pylist() == ids.tolist() and table["title"].to_pylist() == [f"t{i}" for i in ids]
+    vectors[6, 3] = np.nan  # in the second batch of four
+    users = lance_batches("user", ids[:1], vectors[:1], "v", "2026-01-07", seen_pin_ids=pa.array([[1_000]], pa.list_(pa.int64())))
+    with pytest.raises(PublishError, match=r"pins: 1 vector\(s\) hold NaN or infinite values, e.g. rows \[6\]"):
+        stage_tables(db, {"users": users, "pins": lance_batches("pin", ids, vectors, "v", "2026-01-07", catalog, batch_rows=4)}, "2026-01-07")
+    assert db.table_names() == [staged["pins"]]  # the refused generation left nothing behind

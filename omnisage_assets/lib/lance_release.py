@@ -57,27 +57,51 @@ def _staged_name(name: str, partition: str, generation: int) -> str:
     return f"{name}__{partition.replace('-', '_')}__g{generation}"
 
 
-def _validate(name: str, table: pa.Table) -> None:
-    vectors = table["vector"].combine_chunks()
-    if not pa.types.is_fixed_size_list(vectors.type):
-        raise PublishError(f"{name}: column 'vector' is {vectors.type}, expected fixed-width float vectors")
+def _validate(name: str, batch: pa.RecordBatch, first_row: int) -> None:
+    vectors = batch.column("vector")
     values = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(vectors), -1)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
-        raise PublishError(f"{name}: {len(bad)} vector(s) hold NaN or infinite values, e.g. rows {bad[:5].tolist()}")
+        raise PublishError(
+            f"{name}: {len(bad)} vector(s) hold NaN or infinite values, e.g. rows {(bad[:5] + first_row).tolist()}"
+        )
 
 
-def stage_tables(db, tables: dict[str, pa.Table], partition: str) -> dict[str, str]:
-    """Write each table under a fresh name for ``partition``; returns {name: staged name}."""
-    for name, table in tables.items():
-        _validate(name, table)
+def _validated(name: str, reader: pa.RecordBatchReader, refusals: list[PublishError]):
+    first_row = 0
+    for batch in reader:
+        try:
+            _validate(name, batch, first_row)
+        except PublishError as refusal:
+            refusals.append(refusal)  # LanceDB re-raises it as an Arrow error, message buried
+            raise
+        first_row += batch.num_rows
+        yield batch
+
+
+def stage_tables(db, tables: dict[str, pa.Table | pa.RecordBatchReader], partition: str) -> dict[str, str]:
+    """Write each table under a fresh name for ``partition``, streaming batch by batch and
+    refusing NaN or ragged vectors as they pass; returns {name: staged name}. On a refusal
+    nothing of this generation is left behind."""
     day = partition.replace("-", "_")
     staged_days = [m for t in db.table_names(limit=1_000_000) if (m := _STAGED.match(t)) and m.group("day") == day]
     generation = 1 + max((int(m.group("generation")) for m in staged_days), default=0)
-    staged = {}
-    for name, table in tables.items():
-        staged[name] = _staged_name(name, partition, generation)
-        db.create_table(staged[name], data=table, mode="overwrite")
+    staged: dict[str, str] = {}
+    refusals: list[PublishError] = []
+    try:
+        for name, table in tables.items():
+            reader = table.to_reader() if isinstance(table, pa.Table) else table
+            vector_type = reader.schema.field("vector").type
+            if not pa.types.is_fixed_size_list(vector_type):
+                raise PublishError(f"{name}: column 'vector' is {vector_type}, expected fixed-width float vectors")
+            staged[name] = _staged_name(name, partition, generation)
+            db.create_table(staged[name], data=_validated(name, reader, refusals), schema=reader.schema, mode="overwrite")
+    except BaseException:
+        for table_name in staged.values():
+            db.drop_table(table_name, ignore_missing=True)
+        if refusals:
+            raise refusals[0] from None
+        raise
     return staged
 
 

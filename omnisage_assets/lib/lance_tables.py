@@ -33,51 +33,78 @@ def _fixed(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
 
 
-def embeddings_table(
-    vectors: dict[str, np.ndarray], ids: dict[str, np.ndarray], model_version: str, partition_date: str
-) -> pa.Table:
-    parts = []
-    for kind in LANCE_TABLES:
-        n = len(ids[kind])
-        parts.append(
-            pa.table(
-                {
-                    "entity_type": pa.array([kind] * n, pa.string()),
-                    "entity_id": pa.array(ids[kind], pa.int64()),
-                    "vector": pc.cast(_fixed(vectors[kind]), pa.list_(pa.float32())),
-                    "model_version": pa.array([model_version] * n, pa.string()),
-                    "partition_date": pa.array([partition_date] * n, pa.string()),
-                },
-                schema=EMBEDDINGS,
-            )
-        )
-    return pa.concat_tables(parts)
+def embedding_batches(
+    vectors: dict[str, np.ndarray],
+    ids: dict[str, np.ndarray],
+    model_version: str,
+    partition_date: str,
+    batch_rows: int = 65_536,
+    metadata: dict[bytes, bytes] | None = None,
+) -> pa.RecordBatchReader:
+    """Every entity's row in the ``EMBEDDINGS`` layout, ``batch_rows`` at a time: ``vectors``
+    may be memory-mapped, and only one batch is ever converted."""
+    schema = EMBEDDINGS.with_metadata(metadata) if metadata else EMBEDDINGS
+
+    def batches():
+        for kind in LANCE_TABLES:
+            for start in range(0, len(ids[kind]), batch_rows):
+                end = min(start + batch_rows, len(ids[kind]))
+                n = end - start
+                yield pa.record_batch(
+                    [
+                        pa.array([kind] * n, pa.string()),
+                        pa.array(ids[kind][start:end], pa.int64()),
+                        pc.cast(_fixed(vectors[kind][start:end]), pa.list_(pa.float32())),
+                        pa.array([model_version] * n, pa.string()),
+                        pa.array([partition_date] * n, pa.string()),
+                    ],
+                    schema=schema,
+                )
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-def lance_tables(
-    embeddings: pa.Table, pins: pa.Table, boards: pa.Table, seen_pin_ids: pa.Array | None = None
-) -> dict[str, pa.Table]:
-    """One LanceDB table per entity type, with the text a person needs to read results, and for
-    users the Pins they engaged with (``seen_pin_ids``, aligned with the user rows)."""
-    out = {}
-    for kind, name in LANCE_TABLES.items():
-        rows = embeddings.filter(pc.equal(embeddings["entity_type"], kind))
-        vectors = vector_matrix(rows["vector"]) if rows.num_rows else np.zeros((0, 1), np.float32)
-        table = pa.table(
-            {
-                "id": rows["entity_id"],
-                "vector": _fixed(vectors),
-                "model_version": rows["model_version"],
-                "partition_date": rows["partition_date"],
-            }
-        )
-        if kind == "pin":
-            text = pins.take(pc.index_in(rows["entity_id"], value_set=pins["pin_id"]))
-            table = table.append_column("title", text["title"]).append_column("description", text["description"])
-        elif kind == "board":
-            text = boards.take(pc.index_in(rows["entity_id"], value_set=boards["board_id"]))
-            table = table.append_column("name", text["name"]).append_column("description", text["description"])
-        elif seen_pin_ids is not None:
-            table = table.append_column("seen_pin_ids", seen_pin_ids)
-        out[name] = table
-    return out
+def lance_batches(
+    kind: str,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    model_version: str,
+    partition_date: str,
+    catalog: pa.Table | None = None,
+    seen_pin_ids: pa.Array | None = None,
+    batch_rows: int = 65_536,
+) -> pa.RecordBatchReader:
+    """The LanceDB table of one entity type, ``batch_rows`` at a time, with the text a person
+    needs to read results (Pins: title, description; boards: name, description; from
+    ``catalog``) and for users the Pins they engaged with (``seen_pin_ids``, aligned with ``ids``)."""
+    fields = [
+        pa.field("id", pa.int64()),
+        pa.field("vector", pa.list_(pa.float32(), vectors.shape[1])),
+        pa.field("model_version", pa.string()),
+        pa.field("partition_date", pa.string()),
+    ]
+    text_columns = {"pin": ["title", "description"], "board": ["name", "description"]}.get(kind, [])
+    fields += [pa.field(c, pa.string()) for c in text_columns]
+    if kind == "user" and seen_pin_ids is not None:
+        fields.append(pa.field("seen_pin_ids", pa.list_(pa.int64())))
+    schema = pa.schema(fields)
+    rows = pc.index_in(pa.array(ids, pa.int64()), value_set=catalog[f"{kind}_id"]) if text_columns else None
+
+    def batches():
+        for start in range(0, len(ids), batch_rows):
+            end = min(start + batch_rows, len(ids))
+            n = end - start
+            columns = [
+                pa.array(ids[start:end], pa.int64()),
+                _fixed(vectors[start:end]),
+                pa.array([model_version] * n, pa.string()),
+                pa.array([partition_date] * n, pa.string()),
+            ]
+            if text_columns:
+                text = catalog.select(text_columns).take(rows.slice(start, n))
+                columns += [text[c].combine_chunks() for c in text_columns]
+            if "seen_pin_ids" in schema.names:
+                columns.append(seen_pin_ids.slice(start, n))
+            yield pa.record_batch(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
