@@ -36,6 +36,8 @@ bench: setup
 	$(PY) benchmarks/text_encoder.py --out $(OMNISAGE_HOME)/bench/text_encoder.json
 	$(PY) benchmarks/model_throughput.py --out $(OMNISAGE_HOME)/bench/model_throughput.json
 	$(PY) benchmarks/chunked_loss_memory.py --out $(OMNISAGE_HOME)/bench/chunked_loss_memory.json
+	$(PY) benchmarks/batch_inference_memory.py --out $(OMNISAGE_HOME)/bench/batch_inference_memory.json
+	$(PY) benchmarks/lance_index.py --out $(OMNISAGE_HOME)/bench/lance_index.json
 	$(PY) benchmarks/graph_assets.py --out $(OMNISAGE_HOME)/bench/graph_assets.json
 
 ui: setup dagster-home

@@ -31,14 +31,19 @@ PAPER = ModelConfig(text_embedding_dim=0, image_dim=1024, text_dim=128, n_text_b
 REFERENCE_H100_BF16 = {"training_triplets_per_s": 8206, "inference_nodes_per_s": 73838}
 
 
-def synthetic_store(n_pins: int, n_boards: int, config: ModelConfig, seed: int = 0) -> FeatureStore:
-    """Random features and full neighbourhoods: 25 Pins + 75 boards (Pin-Board), 50 Pins (Pin-Pin)."""
+def synthetic_store(
+    n_pins: int, n_boards: int, config: ModelConfig, seed: int = 0, neighbours: tuple[int, int, int] = (25, 75, 50)
+) -> FeatureStore:
+    """Random features and full neighbourhoods: by default the paper's 25 Pins + 75 boards
+    (Pin-Board) and 50 Pins (Pin-Pin)."""
     g = torch.Generator().manual_seed(seed)
     n = n_pins + n_boards
     pins = lambda k: torch.randint(0, n_pins, (n, k), generator=g)  # noqa: E731
     boards = lambda k: torch.randint(n_pins, n, (n, k), generator=g)  # noqa: E731
-    nbr_index = torch.cat([pins(25), boards(75), pins(50)], dim=1)
-    score = torch.sort(torch.rand(n, 150, generator=g), dim=1, descending=True).values
+    pin_board_pins, pin_board_boards, pin_pin_pins = neighbours
+    nbr_index = torch.cat([pins(pin_board_pins), boards(pin_board_boards), pins(pin_pin_pins)], dim=1)
+    k = sum(neighbours)
+    score = torch.sort(torch.rand(n, k, generator=g), dim=1, descending=True).values
     image = torch.randn(n, config.image_dim, generator=g)
     image[n_pins:] = 0
     return FeatureStore(
@@ -53,7 +58,7 @@ def synthetic_store(n_pins: int, n_boards: int, config: ModelConfig, seed: int =
         node_type=(torch.arange(n) >= n_pins).long(),
         nbr_index=nbr_index,
         nbr_score=score,
-        nbr_subgraph=torch.cat([torch.zeros(n, 100), torch.ones(n, 50)], dim=1).long(),
+        nbr_subgraph=torch.cat([torch.zeros(n, k - pin_pin_pins), torch.ones(n, pin_pin_pins)], dim=1).long(),
     )
 
 

@@ -76,3 +76,11 @@ def test_training_recall_benchmark_trains_a_bundle_and_scores_the_next_day(tmp_p
     assert result["steps"] == 3 and result["users"] > 0
     assert set(result["recall_at_10"]) == {"pin->pin", "board->pin", "user->pin"}
     assert all(set(models) == {"omnisage", "popularity", "random"} for models in result["recall_at_10"].values())
+
+
+def test_batch_inference_memory_benchmark_streams_every_size():
+    import batch_inference_memory
+
+    result = batch_inference_memory.main(["--nodes", "2000", "4000"])
+    assert [r["nodes"] for r in result["rows"]] == [2000, 4000]
+    assert all(r["outputs_written_mb"] > 0 and r["peak_rss_growth_mb"] >= 0 for r in result["rows"])

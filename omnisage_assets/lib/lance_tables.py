@@ -88,6 +88,8 @@ def lance_batches(
     if kind == "user" and seen_pin_ids is not None:
         fields.append(pa.field("seen_pin_ids", pa.list_(pa.int64())))
     schema = pa.schema(fields)
+    if text_columns and catalog is None:
+        raise ValueError(f"{kind} table: a catalog with {text_columns} is required")
     rows = pc.index_in(pa.array(ids, pa.int64()), value_set=catalog[f"{kind}_id"]) if text_columns else None
 
     def batches():
