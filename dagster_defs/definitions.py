@@ -2,8 +2,9 @@
 
 Where things live is set by environment variables, so the UI, the demo and the tests
 share one configuration: ``OMNISAGE_HOME`` (storage root, default ``./.omnisage``) and
-``OMNISAGE_WORLD`` (synthetic world scale: tiny, demo, large; default demo) or
-``OMNISAGE_WORLD_PATH`` (a folder of Parquet files in the data contracts).
+``OMNISAGE_WORLD`` (synthetic world scale: tiny, demo, large; default demo),
+``OMNISAGE_DATASET`` (a real dataset preset: ml-100k, ml-1m) or ``OMNISAGE_WORLD_PATH``
+(a folder of Parquet files in the data contracts).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def build_definitions(root: Path | None = None, world: WorldResource | None = No
     world = world or WorldResource(
         scale=os.environ.get("OMNISAGE_WORLD", "demo"),
         path=os.environ.get("OMNISAGE_WORLD_PATH") or None,
+        dataset=os.environ.get("OMNISAGE_DATASET") or None,
     )
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),

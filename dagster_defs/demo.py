@@ -32,7 +32,8 @@ def main() -> None:
         print(f"  {job:16s} {partition or '':10s} ok in {time.perf_counter() - t:5.1f}s", flush=True)
         return result
 
-    print(f"world: {os.environ.get('OMNISAGE_WORLD', 'demo')}; model day {model_day}, evaluated on {eval_day}")
+    world = os.environ.get("OMNISAGE_DATASET") or os.environ.get("OMNISAGE_WORLD", "demo")
+    print(f"world: {world}; model day {model_day}, evaluated on {eval_day}")
     run("catalog_job")
     for day in days[: GRAPH_WINDOW_DAYS + 1]:
         run("ingest_job", day)

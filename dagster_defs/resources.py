@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import lancedb
 
+from omnisage_assets.lib.real_data import PRESETS as REAL_PRESETS
+from omnisage_assets.lib.real_data import RealWorld
 from omnisage_assets.lib.world import PRESETS, ParquetWorld, SyntheticWorld, World
 
 
@@ -33,18 +35,29 @@ def _synthetic(scale: str, seed: int) -> SyntheticWorld:
     return SyntheticWorld(dataclasses.replace(PRESETS[scale], seed=seed))
 
 
+@functools.lru_cache(maxsize=2)
+def _real(dataset: str) -> RealWorld:
+    return RealWorld(REAL_PRESETS[dataset])
+
+
 class WorldResource(dg.ConfigurableResource):
-    """The source of Pins, boards and engagements: the embedded synthetic world by default,
-    or a folder of Parquet files (``pins.parquet``, ``boards.parquet``,
+    """The source of Pins, boards and engagements: the embedded synthetic world by default;
+    a real dataset preset (``dataset``: ml-100k, ml-1m) mapped onto the contracts; or a
+    folder of Parquet files (``pins.parquet``, ``boards.parquet``,
     ``engagements/YYYY-MM-DD.parquet``) when ``path`` is set."""
 
     scale: str = "demo"
     seed: int = 7
     path: str | None = None
+    dataset: str | None = None
 
     def load(self) -> World:
         if self.path:
             return ParquetWorld(self.path)
+        if self.dataset:
+            if self.dataset not in REAL_PRESETS:
+                raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(REAL_PRESETS)}")
+            return _real(self.dataset)
         if self.scale not in PRESETS:
             raise ValueError(f"unknown world scale {self.scale!r}; choose one of {sorted(PRESETS)}")
         return _synthetic(self.scale, self.seed)
