@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
 
-.PHONY: setup demo test bench ui clean dagster-home
+.PHONY: setup demo test bench eval ui clean dagster-home
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ dagster-home:
 
 demo: setup dagster-home
 	$(PY) -m dagster_defs.demo
+
+# The real-data study (make eval DATASET=ml-1m): report under $(OMNISAGE_HOME)/study/$(DATASET)/.
+DATASET ?= ml-100k
+STEPS ?= 300
+eval: setup dagster-home
+	$(VENV)/bin/dagster asset materialize -m dagster_defs.definitions --select real_data_study \
+		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "steps": $(STEPS)}}}}'
+	@echo "report: $(OMNISAGE_HOME)/study/$(DATASET)/report.md"
 
 test: setup
 	$(PY) -m pytest -q

@@ -17,9 +17,9 @@ import dagster as dg
 from dagster_defs.io_managers import ParquetIOManager
 from dagster_defs.jobs import catalog_job, daily_model_job, evaluation_job, ingest_job
 from dagster_defs.resources import LanceDBResource, StorageResource, WorldResource
-from omnisage_assets import content, embeddings, evaluation, graph, ingest, sampling, training
+from omnisage_assets import content, embeddings, evaluation, graph, ingest, sampling, study, training
 
-ASSET_MODULES = [ingest, content, graph, sampling, training, embeddings, evaluation]
+ASSET_MODULES = [ingest, content, graph, sampling, training, embeddings, evaluation, study]
 
 
 def storage_root() -> Path:

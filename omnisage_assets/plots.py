@@ -13,8 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _figure_md(fig: plt.Figure, ax: plt.Axes, title: str) -> dg.MetadataValue:
-    """The figure as an inline PNG: the Dagster UI renders markdown images without files."""
+def _png(fig: plt.Figure, ax: plt.Axes, title: str) -> bytes:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -22,7 +21,28 @@ def _figure_md(fig: plt.Figure, ax: plt.Axes, title: str) -> dg.MetadataValue:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    return buf.getvalue()
+
+
+def png_md(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG inline: the Dagster UI renders markdown images without files."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def _figure_md(fig: plt.Figure, ax: plt.Axes, title: str) -> dg.MetadataValue:
+    return png_md(_png(fig, ax, title), title)
+
+
+def grouped_bar_png(rows: list[dict], label: str, columns: list[str], title: str) -> bytes:
+    """One group of bars per column, one bar per row (missing values left out)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=90)
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        xs = [j + i * width for j, c in enumerate(columns) if row.get(c) is not None]
+        ax.bar(xs, [row[c] for c in columns if row.get(c) is not None], width, label=row[label])
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], columns)
+    ax.legend(fontsize=7)
+    return _png(fig, ax, title)
 
 
 def line_plot_md(x: list[float], series: dict[str, list[float]], xlabel: str, title: str) -> dg.MetadataValue:
@@ -51,5 +71,11 @@ def degree_plot_md(degrees: dict[str, np.ndarray], title: str) -> dg.MetadataVal
 def table_md(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        lines.append("| " + " | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in columns) + " |")
+        lines.append("| " + " | ".join(_cell(r.get(c)) for c in columns) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

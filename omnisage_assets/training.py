@@ -101,6 +101,7 @@ class TrainingRunConfig(dg.Config):
     checkpoint_every: int = 50  # steps between resumable states: a killed run resumes
     warm_start: bool = True  # start from the previous day's checkpoint when it fits
     seed: int = 0
+    deterministic: bool = False  # bit-identical reruns and resumes, at some cost in speed
     device: str = "auto"
 
     def to_model_config(self, data_dims: dict[str, int]) -> ModelConfig:

@@ -57,6 +57,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: none)
     future_window: int = 16  # actions ahead from which the future-action target is drawn
     seed: int = 0
+    # torch's deterministic kernels: a rerun or a resumed run matches bit for bit (some CPU
+    # scatter-adds otherwise differ in the last bits, which training amplifies).
+    deterministic: bool = False
     log_every: int = 10
 
     @classmethod

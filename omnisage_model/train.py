@@ -111,15 +111,46 @@ def train(
     device: str = "cpu",
     log: Callable[[dict[str, float]], None] | None = None,
     state_dir: Path | None = None,
+    build_model: Callable[[ModelConfig], torch.nn.Module] = OmniSage,
 ) -> TrainResult:
     """Train for ``config.steps`` steps: L = l_p L_pair + l_f L_feature + l_s (L_next + L_future).
 
     With ``state_dir``, a resumable state is written there every ``config.checkpoint_every``
     steps, and a run that finds one there continues from it (a killed run resumes).
+    ``build_model`` swaps the architecture (a baseline with ``embed`` only trains the
+    entity-entity task).
     """
+    with _deterministic_algorithms(config.deterministic):
+        return _train(store, tasks, model_config, config, init_from, device, log, state_dir, build_model)
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms(enabled: bool):
+    previous = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs for it
+    # warn_only: an op without a deterministic kernel (on some GPUs) warns rather than fails.
+    torch.use_deterministic_algorithms(enabled or previous, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train(
+    store: FeatureStore,
+    tasks: TaskData,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    init_from: Path | None,
+    device: str,
+    log: Callable[[dict[str, float]], None] | None,
+    state_dir: Path | None,
+    build_model: Callable[[ModelConfig], torch.nn.Module],
+) -> TrainResult:
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
-    model = OmniSage(model_config)
+    model = build_model(model_config)
     if init_from is not None:
         load_weights(model, init_from)
     model.to(device)

@@ -156,6 +156,12 @@ def test_neighborhoods_respect_quotas_order_and_isolation():
     assert set(pin0["neighbor_id"]) <= {1001, 1002, 1003} and len(pin0["neighbor_id"]) == 2
 
 
+def test_edges_do_not_depend_on_the_order_of_engagements(tiny_world):
+    engagements = pa.concat_tables([tiny_world.engagements(d) for d in tiny_world.config.days[:3]])
+    shuffled = engagements.take(np.random.default_rng(0).permutation(engagements.num_rows))
+    assert build_graph_edges(shuffled).equals(build_graph_edges(engagements))
+
+
 def test_neighborhoods_are_deterministic_for_a_seed():
     edges, pins, boards = _small_graph()
     config = SamplingConfig(num_walks=50, seed=5)

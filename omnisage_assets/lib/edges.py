@@ -21,8 +21,13 @@ PIN_PIN = "pin_pin"
 
 
 def _counted(src: pa.Array, dst: pa.Array, edge_type: str) -> pa.Table:
-    pairs = pa.table({"src_id": src, "dst_id": dst}).group_by(["src_id", "dst_id"]).aggregate(
-        [([], "count_all")]
+    # group_by's row order follows its threads; sampling walks edges by position, so a fixed
+    # order is what makes the neighbourhoods reproducible.
+    pairs = (
+        pa.table({"src_id": src, "dst_id": dst})
+        .group_by(["src_id", "dst_id"])
+        .aggregate([([], "count_all")])
+        .sort_by([("src_id", "ascending"), ("dst_id", "ascending")])
     )
     return pa.table(
         {
