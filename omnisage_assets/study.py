@@ -13,7 +13,16 @@ import dagster as dg
 from dagster_defs.resources import StorageResource
 from omnisage_assets.content import ContentConfig
 from omnisage_assets.lib.real_data import PRESETS, RealWorld
-from omnisage_assets.lib.study import TASKS, VARIANTS, prepare, run_variant, tables
+from omnisage_assets.lib.study import (
+    PUBLISHED_ML1M,
+    TASKS,
+    VARIANTS,
+    prepare,
+    prepare_leave_one_out,
+    run_leave_one_out,
+    run_variant,
+    tables,
+)
 from omnisage_assets.lib.text_encoder import TextEncoder
 from omnisage_assets.plots import grouped_bar_png, line_plot_md, png_md, table_md
 from omnisage_assets.training import TrainingRunConfig
@@ -22,6 +31,7 @@ TABLE_TITLES = {
     "methods": "Methods (the paper's table 2)",
     "graph": "Graph ablation (table 3)",
     "tasks": "Task ablation (table 5)",
+    "sequential": "Sequential protocol: leave-one-out, full ranking (HR@10, NDCG@10)",
 }
 
 
@@ -33,6 +43,7 @@ class StudyConfig(dg.Config):
     steps: int = 300
     seed: int = 0
     variants: list[str] = list(VARIANTS)
+    leave_one_out: bool = True  # also the standard sequential protocol, with OmniSage's user embeddings
     device: str = "auto"
 
 
@@ -66,8 +77,18 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
         )
         context.log.info(f"{name}: {json.dumps(results[-1]['recall_at_10'])}")
 
-    by_table = tables(results)
-    columns = ["model", *TASKS]
+    by_table: dict[str, list[dict]] = tables(results)
+    columns = {t: ["model", *TASKS] for t in by_table}
+    loo = None
+    if config.leave_one_out:
+        context.log.info("leave-one-out: holding out each user's last interaction")
+        sequential = prepare_leave_one_out(
+            world, world.days, encoder, storage.path("text_embedding_cache.parquet"), content.n_text_buckets
+        )
+        loo = run_leave_one_out(sequential, training.to_model_config, training.to_train_config(), training.resolved_device())
+        context.log.info(f"leave-one-out: {json.dumps(loo)}")
+        by_table["sequential"] = _sequential_rows(loo, config.dataset)
+        columns["sequential"] = ["model", "HR@10", "NDCG@10", "note"]
     chart = grouped_bar_png(by_table["methods"], "model", list(TASKS), f"recall@10 on {config.dataset}, held-out days")
     curves = {r["variant"]: [h["loss"] for h in r["history"]] for r in results}
     steps = [h["step"] for h in results[0]["history"]] if results else []
@@ -85,18 +106,25 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
     out.mkdir(parents=True, exist_ok=True)
     (out / "recall_at_10.png").write_bytes(chart)
     (out / "results.json").write_text(
-        json.dumps({**recorded, "results": [{k: v for k, v in r.items() if k != "history"} for r in results]}, indent=2)
+        json.dumps(
+            {
+                **recorded,
+                "results": [{k: v for k, v in r.items() if k != "history"} for r in results],
+                "leave_one_out": loo,
+            },
+            indent=2,
+        )
     )
     report = [f"# OmniSage on {config.dataset}", "", _protocol_md(recorded, results), ""]
     for table, rows in by_table.items():
         if rows:
-            report += [f"## {TABLE_TITLES[table]}", "", table_md(rows, columns).value, ""]
+            report += [f"## {TABLE_TITLES[table]}", "", table_md(rows, columns[table]).value, ""]
     report += ["![recall@10](recall_at_10.png)", "", "## Configuration", "", "```json", json.dumps(recorded, indent=2), "```", ""]
     (out / "report.md").write_text("\n".join(report))
     return dg.MaterializeResult(
         metadata={
             "protocol": dg.MetadataValue.md(_protocol_md(recorded, results)),
-            **{f"table_{t}": table_md(rows, columns) for t, rows in by_table.items() if rows},
+            **{f"table_{t}": table_md(rows, columns[t]) for t, rows in by_table.items() if rows},
             "recall_chart": png_md(chart, "recall@10"),
             "loss_curves": line_plot_md(steps, curves, "step", "total training loss per variant"),
             **{
@@ -104,10 +132,29 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
                 for r in results
                 for task, value in r["recall_at_10"].items()
             },
+            **({f"leave_one_out/omnisage/{k}": v for k, v in loo["omnisage"].items()} if loo else {}),
             "report": str(out / "report.md"),
             "config": dg.MetadataValue.json(recorded),
         }
     )
+
+
+def _sequential_rows(loo: dict, dataset: str) -> list[dict]:
+    rows = [
+        {"model": "popularity", "HR@10": loo["popularity"]["hr_at_10"], "NDCG@10": loo["popularity"]["ndcg_at_10"], "note": "this run"},
+        {
+            "model": "OmniSage user embeddings",
+            "HR@10": loo["omnisage"]["hr_at_10"],
+            "NDCG@10": loo["omnisage"]["ndcg_at_10"],
+            "note": f"this run: {loo['steps']} steps, {loo['users']:,} users, {loo['train_seconds']} s",
+        },
+    ]
+    if dataset == "ml-1m":
+        rows += [
+            {"model": name, "HR@10": hr, "NDCG@10": ndcg, "note": "published (RecSys 2023 reproducibility study)"}
+            for name, (hr, ndcg) in PUBLISHED_ML1M.items()
+        ]
+    return rows
 
 
 def _protocol_md(recorded: dict, results: list[dict]) -> str:
