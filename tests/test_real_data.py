@@ -79,6 +79,11 @@ def test_bad_files_are_refused_with_the_file_column_and_a_sample(tmp_path):
     with pytest.raises(DatasetError, match=r"column 'seconds' has 1 unparsable timestamp\(s\), e.g. \(row, value\) \[\(1, 'yesterday'\)\]"):
         RealWorld(bad_time)
 
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("person,movie,stars,seconds\nu1,a,5,100\nu1,b,5,200,extra\n")
+    with pytest.raises(DatasetError, match=r"ragged.csv: not readable as CSV \(.*Expected 4 columns, got 5"):
+        RealWorld(dataclasses.replace(spec, interactions=str(ragged)))
+
     with pytest.raises(DatasetError, match="package 'no_such_package' is not installed"):
         RealWorld(dataclasses.replace(spec, items="package:no_such_package/items.tsv"))
 

@@ -107,12 +107,16 @@ def read_table(path: Path) -> pa.Table:
     else:
         delimiter = "," if path.suffix == ".csv" else "\t"
         # Every column as text first: ids such as "1m_1" or titles must not be guessed at.
-        header = path.open(encoding="utf-8", errors="replace").readline().rstrip("\n").split(delimiter)
-        table = pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t" else '"'),
-            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}),
-        )
+        with path.open(encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\n").split(delimiter)
+        try:
+            table = pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False if delimiter == "\t" else '"'),
+                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}),
+            )
+        except pa.ArrowInvalid as err:  # e.g. a row with too many fields: Arrow names the row
+            raise DatasetError(f"{path}: not readable as {'CSV' if delimiter == ',' else 'tab-separated text'} ({err})") from None
     return table.rename_columns([name.split(":")[0] for name in table.column_names])
 
 
@@ -166,7 +170,7 @@ class RealWorld:
         _require(inter, [spec.user, spec.item, spec.timestamp, *([spec.rating] if spec.rating else [])], inter_path)
 
         item_key = pc.cast(items[spec.item], pa.string())
-        contracts.require_unique(items.set_column(items.column_names.index(spec.item), spec.item, item_key), spec.item, str(items_path))
+        contracts.require_unique(pa.table({spec.item: item_key}), spec.item, str(items_path))
         inter_item = pc.cast(inter[spec.item], pa.string())
         known = pc.is_in(inter_item, value_set=item_key)
         self.dropped_interactions = int(len(known) - pc.sum(known).as_py())
