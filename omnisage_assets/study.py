@@ -66,7 +66,7 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
     )
     data = prepare(
         world, world.days, config.test_days, encoder, storage.path("text_embedding_cache.parquet"),
-        content.n_text_buckets, world.real_seconds,
+        content.n_text_buckets, world.real_seconds, context.log.info,
     )
     context.log.info(f"{config.dataset}: training on {data.train_days[0]}..{data.train_days[-1]}, testing on {data.test_days}")
     results = []
@@ -83,7 +83,7 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
     if config.leave_one_out:
         context.log.info("leave-one-out: holding out each user's last interaction")
         sequential = prepare_leave_one_out(
-            world, world.days, encoder, storage.path("text_embedding_cache.parquet"), content.n_text_buckets
+            world, world.days, encoder, storage.path("text_embedding_cache.parquet"), content.n_text_buckets, context.log.info
         )
         loo = run_leave_one_out(sequential, training.to_model_config, training.to_train_config(), training.resolved_device())
         context.log.info(f"leave-one-out: {json.dumps(loo)}")

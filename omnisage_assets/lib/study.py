@@ -85,14 +85,28 @@ class StudyData:
     popularity_source: pa.Table  # the training engagements' Pin ids
 
 
-def _build(engagements: pa.Table, world: World, text_encoder: TextEncoder, cache_path: Path, n_text_buckets: int) -> dict[str, pa.Table]:
+def _build(
+    engagements: pa.Table,
+    world: World,
+    text_encoder: TextEncoder,
+    cache_path: Path,
+    n_text_buckets: int,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, pa.Table]:
     """The pipeline's stages, with its defaults, on ``engagements``: the examples every model trains on."""
     pins, boards = world.pins(), world.boards()
     pin_ids, board_ids = pins["pin_id"].combine_chunks(), boards["board_id"].combine_chunks()
     edges = prune_edges(build_graph_edges(engagements), PruningConfig())
+    log(f"graph: {edges.num_rows:,} edges from {engagements.num_rows:,} engagements")
     neighborhoods = sample_neighborhoods(edges, pin_ids, board_ids, SamplingConfig())
+    log(f"neighbourhoods: {neighborhoods.num_rows:,} rows")
     pin_texts, board_texts, _ = catalog_texts(pins, boards)
-    vectors, _ = encode_with_cache(text_encoder, pin_texts + board_texts, cache_path)
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % (text_encoder.batch_size * 100) == 0:
+            log(f"text encoder: {done:,}/{total:,} new texts")
+
+    vectors, _ = encode_with_cache(text_encoder, pin_texts + board_texts, cache_path, progress)
     content = content_features(pins, boards, n_text_buckets, (pin_texts, board_texts), vectors, text_encoder.name)
     return training_examples(engagements, edges, neighborhoods, content, pin_ids, board_ids)
 
@@ -105,6 +119,7 @@ def prepare(
     cache_path: Path,
     n_text_buckets: int,
     real_seconds: Callable[[str], np.ndarray] | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> StudyData:
     """Graph, neighbourhoods, content features and examples from all days but the last
     ``test_days``, with the pipeline's own defaults; those last days are the test set."""
@@ -116,7 +131,7 @@ def prepare(
             raise ValueError(f"test days {held_out} overlap the training days in time ({first_test} <= {last_train})")
     engagements = pa.concat_tables([world.engagements(d) for d in train_days])
     return StudyData(
-        bundle=_build(engagements, world, text_encoder, cache_path, n_text_buckets),
+        bundle=_build(engagements, world, text_encoder, cache_path, n_text_buckets, log),
         test=pa.concat_tables([world.engagements(d) for d in held_out]),
         train_days=train_days,
         test_days=held_out,
@@ -222,7 +237,12 @@ PUBLISHED_ML1M = {"SASRec": (0.3159, 0.1857), "BERT4Rec": (0.2843, 0.1537)}
 
 
 def prepare_leave_one_out(
-    world: World, days: list[str], text_encoder: TextEncoder, cache_path: Path, n_text_buckets: int
+    world: World,
+    days: list[str],
+    text_encoder: TextEncoder,
+    cache_path: Path,
+    n_text_buckets: int,
+    log: Callable[[str], None] = lambda message: None,
 ) -> StudyData:
     """The sequential protocol: each user's last interaction is held out, everything else
     (graph, pairs, sequences, popularity) is training data."""
@@ -235,7 +255,7 @@ def prepare_leave_one_out(
     held_out[last] = True
     train = engagements.filter(pa.array(~held_out))
     return StudyData(
-        bundle=_build(train, world, text_encoder, cache_path, n_text_buckets),
+        bundle=_build(train, world, text_encoder, cache_path, n_text_buckets, log),
         test=engagements.take(pa.array(np.sort(last))),
         train_days=days,
         test_days=[],
