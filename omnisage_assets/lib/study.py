@@ -186,9 +186,9 @@ def run_variant(
     if "user" not in variant.tasks:
         scores.pop("user->pin")
     if "pair" not in variant.tasks:  # the entity-entity tasks measure what it never learned
-        scores.pop("pin->pin"), scores.pop("board->pin")
+        del scores["pin->pin"], scores["board->pin"]
     if "feature" in variant.tasks:
-        scores["feature->pin"], queries["feature->pin"] = feature_recall(result.model, store, data.test, device)
+        scores["feature->pin"], queries["feature->pin"] = feature_recall(result.model, store, data.test, vectors["pin"], device)
     return {
         "variant": variant.name,
         "recall_at_10": scores,
@@ -200,7 +200,7 @@ def run_variant(
 
 
 @torch.no_grad()
-def feature_recall(model: OmniSage, store, test: pa.Table, device: str = "cpu") -> tuple[float, int]:
+def feature_recall(model: OmniSage, store, test: pa.Table, pins: np.ndarray, device: str = "cpu") -> tuple[float, int]:
     """Recall@10 of the entity-feature encoder: each held-out Pin's text vector (and its
     neighbours') retrieves the Pin's own embedding among all Pins."""
     model.eval().to(device)
@@ -212,7 +212,6 @@ def feature_recall(model: OmniSage, store, test: pa.Table, device: str = "cpu") 
         return float("nan"), 0
     name = "text_embedding" if "text_embedding" in model.feature_encoders.encoders else "image"
     queries = model.feature_encoders(store, torch.from_numpy(rows).to(device), name).float().cpu().numpy()
-    pins = embed_nodes(model, store, device=device)[: store.n_pins]
     return recall_at_k(queries, rows, pins), len(rows)
 
 
