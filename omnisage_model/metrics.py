@@ -1,4 +1,5 @@
-"""Retrieval metrics with full ranking over all items."""
+"""Retrieval metrics with full ranking over all items: recall@k, and HR@k / NDCG@k for the
+sequential (leave-one-out) protocol."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ def recall_at_k(
         t = torch.from_numpy(targets[start : start + batch_size].astype(np.int64))
         hits += int((top == t[:, None]).any(dim=1).sum())
     return hits / len(queries)
+
+
+def hit_rate_and_ndcg(
+    users: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: list[np.ndarray], k: int = 10
+) -> tuple[float, float]:
+    """HR@k and NDCG@k with full ranking: each user's target among all items but those the
+    user already interacted with (ties count against the target)."""
+    hits, gains = 0, 0.0
+    item_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+    for start in range(0, len(users), 1024):
+        scores = torch.from_numpy(np.ascontiguousarray(users[start : start + 1024], dtype=np.float32)) @ item_t.T
+        rows = torch.arange(len(scores))
+        target = torch.from_numpy(targets[start : start + 1024])
+        target_score = scores[rows, target].clone()
+        for i, s in enumerate(seen[start : start + 1024]):
+            scores[i, torch.from_numpy(s)] = float("-inf")
+        scores[rows, target] = target_score
+        rank = (scores >= target_score[:, None]).sum(1) - 1  # items scoring at least the target, itself excluded
+        hits += int((rank < k).sum())
+        gains += float((1.0 / torch.log2(rank[rank < k].double() + 2)).sum())
+    return hits / max(len(users), 1), gains / max(len(users), 1)

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 from test_model import bundle  # noqa: F401  (the shared tiny training bundle)
 
-from omnisage_assets.lib.study import VARIANTS, hit_rate_and_ndcg, prepare, prepare_leave_one_out, variant_bundle
+from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, variant_bundle
+from omnisage_model.metrics import hit_rate_and_ndcg
 
 FAST_STUDY = ["OmniSage", "PinSage-style (GraphSAGE, importance pooling)", "OmniSage without graph"]
 

@@ -40,7 +40,7 @@ from omnisage_model.baselines import PinSageStyle
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import feature_dims
 from omnisage_model.inference import embed_nodes, embed_users
-from omnisage_model.metrics import recall_at_k
+from omnisage_model.metrics import hit_rate_and_ndcg, recall_at_k
 from omnisage_model.model import OmniSage
 from omnisage_model.train import load_training_inputs, train
 
@@ -260,27 +260,6 @@ def prepare_leave_one_out(
         test_days=[],
         popularity_source=train.select(["pin_id"]),
     )
-
-
-def hit_rate_and_ndcg(
-    users: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: list[np.ndarray], k: int = 10
-) -> tuple[float, float]:
-    """HR@k and NDCG@k with full ranking: each user's target among all items but those the
-    user already interacted with (ties count against the target)."""
-    hits, gains = 0, 0.0
-    item_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
-    for start in range(0, len(users), 1024):
-        scores = torch.from_numpy(np.ascontiguousarray(users[start : start + 1024], dtype=np.float32)) @ item_t.T
-        rows = torch.arange(len(scores))
-        target = torch.from_numpy(targets[start : start + 1024])
-        target_score = scores[rows, target].clone()
-        for i, s in enumerate(seen[start : start + 1024]):
-            scores[i, torch.from_numpy(s)] = float("-inf")
-        scores[rows, target] = target_score
-        rank = (scores >= target_score[:, None]).sum(1) - 1  # items scoring at least the target, itself excluded
-        hits += int((rank < k).sum())
-        gains += float((1.0 / torch.log2(rank[rank < k].double() + 2)).sum())
-    return hits / max(len(users), 1), gains / max(len(users), 1)
 
 
 def run_leave_one_out(
