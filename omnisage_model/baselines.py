@@ -31,11 +31,6 @@ class PinSageStyle(nn.Module):
         self.combine = nn.Linear(2 * d, d)
         self.head = mlp(d, d, config.out_dim)
 
-    def node_summaries(self, store: FeatureStore, batch_size: int = 65536) -> torch.Tensor:
-        """(N, width) feature summaries of every node, for ``embed`` (as ``OmniSage``'s)."""
-        nodes = torch.arange(store.n_nodes, device=store.node_type.device)
-        return torch.cat([self.features.summary(store, idx) for idx in nodes.split(batch_size)])
-
     def embed(self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
         def summary(nodes: torch.Tensor) -> torch.Tensor:
             return summaries[nodes] if summaries is not None else self.features.summary(store, nodes)

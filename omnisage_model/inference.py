@@ -22,7 +22,7 @@ def embed_nodes(
     out = np.empty((store.n_nodes, model.config.out_dim), np.float32) if out is None else out
     with _autocast(device):
         # Every node is some batch's neighbour many times over: tokenise each one once.
-        summaries = model.node_summaries(store)
+        summaries = model.features.node_summaries(store)
     for start in range(0, store.n_nodes, batch_size):
         idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
         with _autocast(device):

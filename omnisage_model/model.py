@@ -74,6 +74,17 @@ class FeatureTokenizer(nn.Module):
                 out = out.index_put((sel.nonzero().squeeze(1),), (tokens * mask[..., None]).sum(1))
         return out
 
+    def node_summaries(self, store: FeatureStore, batch_size: int = 65536) -> torch.Tensor:
+        """(N, width) summaries of every node, computed once, for ``OmniSage.embed``; kept in
+        the autocast dtype when autocast is on (half the memory at width 768)."""
+        device = store.node_type.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+        parts = []
+        for start in range(0, store.n_nodes, batch_size):
+            idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
+            parts.append(self.summary(store, idx).to(dtype))
+        return torch.cat(parts)
+
 
 class EntityEmbedder(nn.Module):
     """Transformer aggregator for one entity type: CLS -> MLP head -> L2 norm."""
@@ -183,7 +194,7 @@ class OmniSage(nn.Module):
     def embed(self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised embeddings (n, out_dim) of nodes ``idx`` (Pins and boards mixed).
 
-        ``summaries`` (N, width), from ``node_summaries``, saves re-tokenising neighbours when
+        ``summaries`` (N, width), from ``features.node_summaries``, saves re-tokenising neighbours when
         many batches share them (inference); training leaves it out so gradients reach the
         tokenizer."""
         out = torch.zeros(len(idx), self.config.out_dim, device=idx.device)
@@ -197,17 +208,6 @@ class OmniSage(nn.Module):
             emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1))
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
-
-    def node_summaries(self, store: FeatureStore, batch_size: int = 65536) -> torch.Tensor:
-        """(N, width) neighbour summaries of every node, computed once, for ``embed``; kept in
-        the autocast dtype when autocast is on (half the memory at width 768)."""
-        device = store.node_type.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
-        parts = []
-        for start in range(0, store.n_nodes, batch_size):
-            idx = torch.arange(start, min(start + batch_size, store.n_nodes), device=device)
-            parts.append(self.features.summary(store, idx).to(dtype))
-        return torch.cat(parts)
 
     def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.sequence(pin_embeddings, lengths)

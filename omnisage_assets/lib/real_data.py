@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from omnisage_assets.lib import contracts
-from omnisage_assets.lib.world import BOARD_ID_BASE, PIN_ID_BASE, USER_ID_BASE
+from omnisage_assets.lib.world import BOARD_ID_BASE, PIN_ID_BASE, USER_ID_BASE, write_world
 
 
 class DatasetError(ValueError):
@@ -301,14 +301,7 @@ class RealWorld:
         return contracts.validate(table, contracts.ENGAGEMENTS, f"engagements/{day}")
 
     def write(self, out: Path) -> Path:
-        """Write the world as a ``ParquetWorld`` folder."""
-        out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.pins(), out / "pins.parquet")
-        pq.write_table(self.boards(), out / "boards.parquet")
-        (out / "engagements").mkdir(exist_ok=True)
-        for day in self.days:
-            pq.write_table(self.engagements(day), out / "engagements" / f"{day}.parquet")
-        return out
+        return write_world(self, self.days, out)
 
 
 def _periods(seconds: np.ndarray, n_days: int) -> np.ndarray:

@@ -302,14 +302,18 @@ class SyntheticWorld:
         )
 
     def write(self, out: Path) -> Path:
-        """Write the world as a ``ParquetWorld`` folder, one day at a time."""
-        out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.pins(), out / "pins.parquet")
-        pq.write_table(self.boards(), out / "boards.parquet")
-        (out / "engagements").mkdir(exist_ok=True)
-        for day in self.config.days:
-            pq.write_table(self.engagements(day), out / "engagements" / f"{day}.parquet")
-        return out
+        return write_world(self, self.config.days, out)
+
+
+def write_world(world: World, days: list[str], out: Path) -> Path:
+    """Write ``world`` as a ``ParquetWorld`` folder, one day at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(world.pins(), out / "pins.parquet")
+    pq.write_table(world.boards(), out / "boards.parquet")
+    (out / "engagements").mkdir(exist_ok=True)
+    for day in days:
+        pq.write_table(world.engagements(day), out / "engagements" / f"{day}.parquet")
+    return out
 
 
 class ParquetWorld:
