@@ -30,11 +30,14 @@ demo: setup dagster-home
 	$(PY) -m dagster_defs.demo
 
 # The real-data study (make eval DATASET=ml-1m): report under $(OMNISAGE_HOME)/study/$(DATASET)/.
+# TRAINING adds training settings, e.g. TRAINING='"user_positions": null, "seq_max_len": 64'.
 DATASET ?= ml-100k
 STEPS ?= 300
+TRAINING ?=
+comma := ,
 eval: setup dagster-home
 	$(VENV)/bin/dagster asset materialize -m dagster_defs.definitions --select real_data_study \
-		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "steps": $(STEPS)}}}}'
+		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}}}}}'
 	@echo "report: $(OMNISAGE_HOME)/study/$(DATASET)/report.md"
 
 test: setup

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from dagster_defs.automation import schedules, sensors
 from dagster_defs.io_managers import ParquetIOManager
-from dagster_defs.jobs import catalog_job, daily_model_job, evaluation_job, ingest_job
+from dagster_defs.jobs import catalog_job, daily_model_job, daily_pipeline_job, evaluation_job, ingest_job
 from dagster_defs.resources import LanceDBResource, StorageResource, WorldResource
 from omnisage_assets import content, embeddings, evaluation, graph, ingest, sampling, study, training
 
@@ -36,7 +37,9 @@ def build_definitions(root: Path | None = None, world: WorldResource | None = No
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-        jobs=[catalog_job, ingest_job, daily_model_job, evaluation_job],
+        jobs=[catalog_job, ingest_job, daily_model_job, daily_pipeline_job, evaluation_job],
+        schedules=schedules,
+        sensors=sensors,
         resources={
             "io_manager": ParquetIOManager(root=str(root / "assets")),
             "storage": StorageResource(root=str(root)),

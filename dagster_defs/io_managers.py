@@ -4,7 +4,9 @@ A ``pa.Table`` becomes ``<root>/<asset>/<partition>.parquet``; a ``pa.RecordBatc
 is written there batch by batch, so an asset can produce more than fits in memory; a
 ``dict[str, pa.Table]`` (a bundle such as the training examples) becomes
 ``<root>/<asset>/<partition>/<name>.parquet``. Writes go to a temporary name and are
-renamed into place, so readers never see half a file.
+renamed into place, so readers never see half a file. A dict keyed by exactly the output's
+partition keys holds one such value per partition, each stored as its own partition: that
+is how one run covers a range of days (Dagster's UPath IO managers refuse such outputs).
 
 An input is loaded as a ``pa.Table`` (several partitions, such as a trailing window, are
 concatenated); when annotated ``pyarrow.dataset.Dataset``, it is opened lazily for reading
@@ -55,19 +57,33 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def handle_output(
         self, context: dg.OutputContext, obj: pa.Table | pa.RecordBatchReader | dict[str, pa.Table]
     ) -> None:
-        partition = context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED
-        base = self._base(context.asset_key, partition)
-        if isinstance(obj, (pa.Table, pa.RecordBatchReader)):
-            rows = _write(obj, base.with_suffix(".parquet"))
-            context.add_output_metadata({"path": str(base.with_suffix(".parquet")), "rows": rows})
-        elif isinstance(obj, dict):
-            for name, table in obj.items():
-                _write(table, base / f"{name}.parquet")
-            context.add_output_metadata(
-                {"path": str(base), **{f"rows_{name}": t.num_rows for name, t in obj.items()}}
-            )
+        keys = context.asset_partition_keys if context.has_asset_partitions else [UNPARTITIONED]
+        if isinstance(obj, dict) and context.has_asset_partitions and set(obj) == set(keys):
+            per_partition = obj  # one value per partition key (any other dict is a bundle)
+        elif len(keys) == 1:
+            per_partition = {keys[0]: obj}
         else:
-            raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj).__name__} as Parquet")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: an output covering partitions {keys[0]}..{keys[-1]} "
+                f"must be a dict with one value per partition key, not {type(obj).__name__}"
+            )
+        stored = {key: self._store(context.asset_key, key, value) for key, value in per_partition.items()}
+        if len(stored) == 1:
+            context.add_output_metadata(next(iter(stored.values())))
+        else:
+            context.add_output_metadata(
+                {"path": str(self._base(context.asset_key, "")), "partitions": len(stored), "rows": sum(m["rows"] for m in stored.values())}
+            )
+
+    def _store(self, asset_key: dg.AssetKey, partition: str, obj: pa.Table | pa.RecordBatchReader | dict[str, pa.Table]) -> dict:
+        """Write one partition; return its metadata."""
+        base = self._base(asset_key, partition)
+        if isinstance(obj, (pa.Table, pa.RecordBatchReader)):
+            return {"path": str(base.with_suffix(".parquet")), "rows": _write(obj, base.with_suffix(".parquet"))}
+        if isinstance(obj, dict):
+            rows = {f"rows_{name}": _write(table, base / f"{name}.parquet") for name, table in obj.items()}
+            return {"path": str(base), "rows": sum(rows.values()), **rows}
+        raise TypeError(f"{asset_key.to_user_string()}: cannot store {type(obj).__name__} as Parquet")
 
     def _load_one(self, asset_key: dg.AssetKey, partition: str) -> pa.Table | dict[str, pa.Table]:
         base = self._base(asset_key, partition)

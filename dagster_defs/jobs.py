@@ -19,19 +19,29 @@ ingest_job = dg.define_asset_job(
     description="One day of engagements.",
 )
 
+DAILY_MODEL_ASSETS = dg.AssetSelection.assets(
+    "graph_edges",
+    "sampled_neighborhoods",
+    "training_examples",
+    "omnisage_checkpoint",
+    "entity_embeddings",
+    "embedding_index",
+    "published_embeddings",
+)
+
 daily_model_job = dg.define_asset_job(
     "daily_model_job",
-    selection=dg.AssetSelection.assets(
-        "graph_edges",
-        "sampled_neighborhoods",
-        "training_examples",
-        "omnisage_checkpoint",
-        "entity_embeddings",
-        "embedding_index",
-        "published_embeddings",
-    ),
+    selection=DAILY_MODEL_ASSETS,
     partitions_def=daily_partitions,
     description="Graph, neighbourhoods, examples, training and published embeddings for one day.",
+)
+
+daily_pipeline_job = dg.define_asset_job(
+    "daily_pipeline_job",
+    selection=dg.AssetSelection.assets("engagements") | DAILY_MODEL_ASSETS,
+    partitions_def=daily_partitions,
+    description="A new day end to end: its engagements, then its graph, model and published embeddings "
+    "(what the schedule and the input-folder sensor launch).",
 )
 
 evaluation_job = dg.define_asset_job(

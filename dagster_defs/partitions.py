@@ -31,5 +31,11 @@ with warnings.catch_warnings():
         start_offset=-(GRAPH_WINDOW_DAYS - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
     )
 
+# Day D's checkpoint warm-starts from day D - 1's: a self-dependency, so a backfill trains
+# the days in order (the first day has no previous one and starts from scratch).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    previous_day = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True)
+
 # Day D's model is scored on day D + 1, which it never saw.
 next_day = dg.TimeWindowPartitionMapping(start_offset=1, end_offset=1)

@@ -35,16 +35,28 @@ TABLE_TITLES = {
 }
 
 
+class StudyTrainingConfig(TrainingRunConfig):
+    """The pipeline's training settings with the study's defaults: deterministic kernels and
+    no resumable states (a rerun with the recorded configuration reproduces the tables), and
+    the user task queried at every step of 64-action sequences of 64 users (on ML-100K at
+    300 steps, leave-one-out HR@10 0.083 -> 0.109, for 1.6x the time)."""
+
+    checkpoint_every: int = 0
+    deterministic: bool = True
+    user_positions: int | None = None
+    seq_max_len: int = 64
+    user_batch_size: int = 64
+
+
 class StudyConfig(dg.Config):
-    """Which dataset, how the timeline splits, and how long each model trains."""
+    """Which dataset, how the timeline splits, and how every model trains
+    (``training.steps``, ``training.seq_max_len``, ...: any training setting)."""
 
     dataset: str = "ml-100k"
     test_days: int = 1  # the last days of the timeline, held out
-    steps: int = 300
-    seed: int = 0
     variants: list[str] = list(VARIANTS)
     leave_one_out: bool = True  # also the standard sequential protocol, with OmniSage's user embeddings
-    device: str = "auto"
+    training: StudyTrainingConfig = StudyTrainingConfig()
 
 
 @dg.asset(group_name="evaluation", kinds={"pytorch", "markdown"})
@@ -60,10 +72,7 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
     world = RealWorld(PRESETS[config.dataset])
     content = ContentConfig()
     encoder = TextEncoder.load(content.text_encoder, content.text_device, content.text_max_tokens, content.text_batch_size)
-    # Deterministic kernels: a rerun with the recorded configuration reproduces the tables.
-    training = TrainingRunConfig(
-        steps=config.steps, seed=config.seed, device=config.device, checkpoint_every=0, deterministic=True
-    )
+    training = config.training
     data = prepare(
         world, world.days, config.test_days, encoder, storage.path("text_embedding_cache.parquet"),
         content.n_text_buckets, world.real_seconds, context.log.info,
@@ -71,7 +80,7 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
     context.log.info(f"{config.dataset}: training on {data.train_days[0]}..{data.train_days[-1]}, testing on {data.test_days}")
     results = []
     for name in config.variants:
-        context.log.info(f"training {name} ({config.steps} steps)")
+        context.log.info(f"training {name} ({training.steps} steps)")
         results.append(
             run_variant(data, VARIANTS[name], training.to_model_config, training.to_train_config(), training.resolved_device())
         )

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dagster_defs.partitions import daily_partitions, trailing_window
+from dagster_defs.partitions import daily_partitions, previous_day, trailing_window
 from dagster_defs.resources import StorageResource
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.examples import training_examples as build_training_examples
@@ -97,6 +97,7 @@ class TrainingRunConfig(dg.Config):
     pair_weight: float = 1.0
     feature_weight: float = 1.0
     user_weight: float = 1.0
+    user_positions: int | None = 8  # sequence steps per user that query the user task; None: all
     loss_chunk_size: int | None = 256
     checkpoint_every: int = 50  # steps between resumable states: a killed run resumes
     warm_start: bool = True  # start from the previous day's checkpoint when it fits
@@ -123,6 +124,9 @@ class TrainingRunConfig(dg.Config):
     group_name="training",
     kinds={"pytorch", "safetensors"},
     partitions_def=daily_partitions,
+    deps=[dg.AssetDep("omnisage_checkpoint", partition_mapping=previous_day)],
+    # One day per run: each day warm-starts from the day before, so a backfill trains in order.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     pool="gpu",
 )
 def omnisage_checkpoint(

@@ -56,6 +56,9 @@ class TrainConfig:
     loss_chunk_size: int | None = 256  # queries per chunk of the sampled softmax; None: one block
     checkpoint_every: int = 0  # steps between resumable checkpoints (0: none)
     future_window: int = 16  # actions ahead from which the future-action target is drawn
+    # Sequence steps per user and step that query the user-entity task; None: every step
+    # (SASRec's dense objective, the same sequence forward pass for more signal).
+    user_positions: int | None = 8
     seed: int = 0
     # torch's deterministic kernels: a rerun or a resumed run matches bit for bit (some CPU
     # scatter-adds otherwise differ in the last bits, which training amplifies).

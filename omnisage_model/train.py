@@ -38,8 +38,6 @@ from omnisage_model.data import FeatureStore, TaskData, build_feature_store, bui
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
 from omnisage_model.model import OmniSage, feature_widths
 
-POSITIONS_PER_USER = 8
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -64,14 +62,20 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
 def _user_queries(
     tasks: TaskData, users: torch.Tensor, config: TrainConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sampled (batch row, step, next position, future position) for the user-entity task."""
+    """(batch row, step, next position, future position) for the user-entity task: a sample of
+    ``config.user_positions`` steps per user, or every step that has a next action (None)."""
     lengths = tasks.sequence_length[users]
-    rows = users.repeat_interleave(POSITIONS_PER_USER)
-    batch_row = torch.arange(len(users)).repeat_interleave(POSITIONS_PER_USER)
-    n_steps = (lengths - 1).clamp_min(1).repeat_interleave(POSITIONS_PER_USER)
-    step = (torch.rand(len(rows), generator=g) * n_steps).long()
-    ahead = 1 + (torch.rand(len(rows), generator=g) * config.future_window).long()
-    last = tasks.sequence_length[rows] - 1
+    if config.user_positions is None:
+        n_steps = (lengths - 1).clamp_min(0)
+        batch_row = torch.arange(len(users)).repeat_interleave(n_steps)
+        # Position within each user's run of rows: 0 .. n_steps - 1.
+        step = torch.arange(len(batch_row)) - (n_steps.cumsum(0) - n_steps).repeat_interleave(n_steps)
+    else:
+        batch_row = torch.arange(len(users)).repeat_interleave(config.user_positions)
+        n_steps = (lengths - 1).clamp_min(1)[batch_row]
+        step = (torch.rand(len(batch_row), generator=g) * n_steps).long()
+    ahead = 1 + (torch.rand(len(batch_row), generator=g) * config.future_window).long()
+    last = lengths[batch_row] - 1
     return batch_row, step, step + 1, torch.minimum(step + ahead, last)
 
 

@@ -9,9 +9,10 @@ from conftest import FAST_TRAINING, MODEL_DAY, TINY
 from test_model import _config, bundle  # noqa: F401  (the shared tiny training bundle)
 
 from omnisage_model.config import TrainConfig
+from omnisage_model.data import TaskData
 from omnisage_model.losses import sampled_softmax_loss
 from omnisage_model.model import OmniSage
-from omnisage_model.train import load_training_inputs, train
+from omnisage_model.train import _user_queries, load_training_inputs, train
 
 
 def _loss_inputs():
@@ -49,6 +50,20 @@ def _train_config(**kw) -> TrainConfig:
         **{"steps": 24, "pair_batch_size": 32, "user_batch_size": 8, "feature_batch_size": 32, "random_negatives": 64,
            "warmup_steps": 4, "log_every": 1, "loss_chunk_size": 16, **kw}
     )
+
+
+def test_dense_user_queries_cover_every_step_that_has_a_next_action():
+    sequences = torch.tensor([[5, 6, 7, 8], [1, 2, -1, -1], [3, 4, 9, -1]])
+    tasks = TaskData(torch.empty(0), torch.empty(0), sequences, torch.tensor([4, 2, 3]), np.arange(3))
+    users = torch.tensor([2, 0, 1])  # batch rows 0, 1, 2
+    config = TrainConfig(user_positions=None, future_window=16)
+    row, step, next_pos, future = _user_queries(tasks, users, config, torch.Generator().manual_seed(0))
+    assert list(zip(row.tolist(), step.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0)]
+    assert torch.equal(next_pos, step + 1)
+    last = torch.tensor([2, 2, 3, 3, 3, 1])  # each user's last position: futures never reach padding
+    assert bool(((future > step) & (future <= last)).all())
+    sampled = _user_queries(tasks, users, TrainConfig(user_positions=8), torch.Generator().manual_seed(0))
+    assert len(sampled[0]) == 24 and bool((sampled[2] <= torch.tensor([2, 3, 1]).repeat_interleave(8)).all())
 
 
 def test_entity_feature_task_alone_trains_the_entity_embedders(bundle):  # noqa: F811
