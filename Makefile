@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export OMNISAGE_HOME ?= $(CURDIR)/.omnisage
 
-.PHONY: setup demo test bench eval ui clean dagster-home
+.PHONY: setup browser demo test bench eval ui clean dagster-home
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,12 @@ eval: setup dagster-home
 		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}}}}}'
 	@echo "report: $(OMNISAGE_HOME)/study/$(DATASET)/report.md"
 
-test: setup
+# The UI test drives Debian's chromium through playwright (no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
+
+test: setup browser
 	$(PY) -m pytest -q
 
 # Figures against targets, printed as JSON (generates the 1M-Pin world once, ~0.5 GB).

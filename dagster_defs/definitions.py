@@ -18,6 +18,7 @@ from dagster_defs.automation import schedules, sensors
 from dagster_defs.io_managers import ParquetIOManager
 from dagster_defs.jobs import catalog_job, daily_model_job, daily_pipeline_job, evaluation_job, ingest_job
 from dagster_defs.resources import LanceDBResource, StorageResource, WorldResource
+from dagster_defs.training_launchers import training_launcher_from_env
 from omnisage_assets import content, embeddings, evaluation, graph, ingest, sampling, study, training
 
 ASSET_MODULES = [ingest, content, graph, sampling, training, embeddings, evaluation, study]
@@ -45,8 +46,8 @@ def build_definitions(root: Path | None = None, world: WorldResource | None = No
             "storage": StorageResource(root=str(root)),
             "world": world,
             "lancedb": LanceDBResource(uri=str(root / "lancedb")),
-            # Training runs in its own process and reports back through Dagster Pipes.
-            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+            # Training runs in its own process (or ECS GPU task) and reports back through Dagster Pipes.
+            "training_launcher": training_launcher_from_env(dict(os.environ)),
         },
     )
 

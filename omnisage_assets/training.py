@@ -4,7 +4,6 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ import torch
 
 from dagster_defs.partitions import daily_partitions, previous_day, trailing_window
 from dagster_defs.resources import StorageResource
+from dagster_defs.training_launchers import TrainingLauncher
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.examples import training_examples as build_training_examples
 from omnisage_assets.plots import line_plot_md, table_md
@@ -133,7 +133,7 @@ def omnisage_checkpoint(
     context: dg.AssetExecutionContext,
     config: TrainingRunConfig,
     storage: StorageResource,
-    pipes_subprocess_client: dg.PipesSubprocessClient,
+    training_launcher: TrainingLauncher,
     training_examples: Path,
 ) -> dg.MaterializeResult:
     """OmniSage trained on the day's examples: entity-entity, entity-feature and user-entity
@@ -141,8 +141,9 @@ def omnisage_checkpoint(
     warm-started from the previous day's checkpoint, saved as safetensors.
 
     Training runs as its own process through Dagster Pipes (``python -m
-    omnisage_model.train``, the same entry point a bare GPU box runs), which streams its
-    logs and reports its metrics back here; a killed run resumes from its last state."""
+    omnisage_model.train``, the same entry point a bare GPU box runs): a subprocess here, a
+    GPU task on ECS in the AWS deployment (``training_launcher``). It streams its logs and
+    reports its metrics back; a killed run resumes from its last state."""
     # The image column and the schema metadata are all feature_dims reads.
     pin_features = pq.read_table(training_examples / "pin_features.parquet", columns=["image"])
     model_config = config.to_model_config(feature_dims(pin_features))
@@ -151,8 +152,8 @@ def omnisage_checkpoint(
     out = storage.checkpoint_dir(context.partition_key)
     state_dir = storage.path("training_state", context.partition_key)
     meta = {"partition": context.partition_key, "warm_started_from": str(init_from) if init_from else None}
-    command = [
-        sys.executable, "-m", "omnisage_model.train",
+    args = [
+        "-m", "omnisage_model.train",
         "--data", str(training_examples),
         "--out", str(out),
         "--model-config", json.dumps(dataclasses.asdict(model_config)),
@@ -162,7 +163,7 @@ def omnisage_checkpoint(
         "--device", config.resolved_device(),
     ] + (["--init-from", str(init_from)] if init_from else [])
     context.log.info(f"warm start: {init_from or 'none'}")
-    reported = pipes_subprocess_client.run(context=context, command=command).get_materialize_result()
+    reported = training_launcher.run(context, args).get_materialize_result()
     shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
     history = read_checkpoint_config(out)["history"]
     steps = [r["step"] for r in history]
