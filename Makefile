@@ -30,14 +30,16 @@ demo: setup dagster-home
 	$(PY) -m dagster_defs.demo
 
 # The real-data study (make eval DATASET=ml-1m): report under $(OMNISAGE_HOME)/study/$(DATASET)/.
-# TRAINING adds training settings, e.g. TRAINING='"user_positions": null, "seq_max_len": 64'.
+# STEPS and TRAINING (extra training settings, e.g. TRAINING='"seq_max_len": 128') apply to every
+# model, the sequential protocol's included.
 DATASET ?= ml-100k
 STEPS ?= 300
 TRAINING ?=
 comma := ,
 eval: setup dagster-home
 	$(VENV)/bin/dagster asset materialize -m dagster_defs.definitions --select real_data_study \
-		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}}}}}'
+		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}, \
+		"sequential_training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}}}}}'
 	@echo "report: $(OMNISAGE_HOME)/study/$(DATASET)/report.md"
 
 # The UI test drives Debian's chromium through playwright (no browser download).

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import dagster as dg
 
 from dagster_defs.jobs import daily_pipeline_job, evaluation_job
 from dagster_defs.partitions import daily_partitions
 from dagster_defs.resources import WorldResource
+from omnisage_assets.lib.world import day_files
 
 # Each day's pipeline runs once the day is over: 02:00 UTC, for the day that just ended.
 daily_pipeline_schedule = dg.build_schedule_from_partitioned_job(
@@ -19,31 +19,31 @@ daily_pipeline_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 
-def new_day_files(folder: Path, seen: dict[str, int], days: set[str]) -> tuple[list[tuple[str, int]], list[str]]:
-    """Day files in ``folder`` that are new or changed since ``seen`` ({day: mtime_ns}):
-    ``([(day, mtime_ns)], [names that are not a day of the partitions])``, oldest day first."""
+def new_day_files(files: dict[str, int], seen: dict[str, int], days: set[str]) -> tuple[list[tuple[str, int]], list[str]]:
+    """Of ``files`` ({name: mtime_ns}), the day files new or changed since ``seen``
+    ({day: mtime_ns}): ``([(day, mtime_ns)], [names that are not a day of the partitions])``,
+    oldest day first."""
     found, ignored = [], []
-    for path in sorted(folder.glob("*.parquet")):
-        day = path.stem
+    for name, mtime in sorted(files.items()):
+        day = name.removesuffix(".parquet")
         if day not in days:
-            ignored.append(path.name)
-        elif seen.get(day) != (mtime := path.stat().st_mtime_ns):
+            ignored.append(name)
+        elif seen.get(day) != mtime:
             found.append((day, mtime))
     return found, ignored
 
 
 @dg.sensor(job=daily_pipeline_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def engagements_folder_sensor(context: dg.SensorEvaluationContext, world: WorldResource) -> dg.SensorResult | dg.SkipReason:
-    """Starts a day's pipeline when ``<world path>/engagements/<day>.parquet`` lands (or is
-    replaced: the run key carries the file's modification time). The day's blocking checks
-    stop a malformed file before it reaches the graph, the model or the published tables."""
+    """Starts a day's pipeline when ``<world path>/engagements/<day>.parquet`` lands in the
+    folder or bucket (or is replaced: the run key carries the file's modification time). The
+    day's blocking checks stop a malformed file before it reaches the graph, the model or the
+    published tables."""
     if not world.path:
         return dg.SkipReason("the world is not a folder of day files (set OMNISAGE_WORLD_PATH)")
-    folder = Path(world.path) / "engagements"
-    if not folder.is_dir():
-        return dg.SkipReason(f"{folder} does not exist yet")
+    folder = f"{world.path.rstrip('/')}/engagements"
     seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    found, ignored = new_day_files(folder, seen, set(daily_partitions.get_partition_keys()))
+    found, ignored = new_day_files(day_files(folder), seen, set(daily_partitions.get_partition_keys()))
     if ignored:
         context.log.warning(f"{folder}: not a day of the partitions, ignored: {ignored[:5]}")
     if not found:

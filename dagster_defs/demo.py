@@ -11,6 +11,7 @@ import dagster as dg
 
 from dagster_defs.definitions import build_definitions, storage_root
 from dagster_defs.partitions import GRAPH_WINDOW_DAYS, daily_partitions
+from dagster_defs.resources import join_uri
 from omnisage_assets.lib.embedding_reader import EmbeddingReader
 
 # Dagster's console logger at INFO: training progress, not every engine event.
@@ -41,9 +42,9 @@ def main() -> None:
     evaluation = run("evaluation_job", model_day).output_for_node("offline_evaluation")
 
     root = storage_root()
-    print(f"\nassets (Parquet):  {root / 'assets'}")
-    print(f"checkpoint:        {root / 'omnisage_checkpoint' / model_day}")
-    print(f"LanceDB:           {root / 'lancedb'}  (releases of tables pins, boards, users)")
+    print(f"\nassets (Parquet):  {join_uri(root, 'assets')}")
+    print(f"checkpoint:        {join_uri(root, 'omnisage_checkpoint', model_day)}")
+    print(f"LanceDB:           {join_uri(root, 'lancedb')}  (releases of tables pins, boards, users)")
     print(f"Dagster instance:  {instance.root_directory}  (make ui)")
 
     print("\nrecall@10, full ranking over all Pins, on the next day's engagements")
@@ -56,7 +57,7 @@ def main() -> None:
             f"{by_model['popularity']['recall_at_10']:10.3f} {by_model['random']['recall_at_10']:8.3f}"
         )
 
-    reader = EmbeddingReader(root / "lancedb")
+    reader = EmbeddingReader(join_uri(root, "lancedb"))
     pin_id = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(43).to_arrow()["id"][42].as_py()
     print(f"\nrelease {reader.release['release_id']}; Pin {pin_id}: {reader.entity('pins', pin_id, 'pin')['title']}")
     for row in reader.similar_pins(pin_id, k=5).to_pylist():

@@ -1,58 +1,70 @@
-"""Arrow tables stored as Parquet, one file per asset partition.
+"""Arrow tables stored as Parquet, one file per asset partition, in a local folder or on S3.
 
 A ``pa.Table`` becomes ``<root>/<asset>/<partition>.parquet``; a ``pa.RecordBatchReader``
 is written there batch by batch, so an asset can produce more than fits in memory; a
 ``dict[str, pa.Table]`` (a bundle such as the training examples) becomes
-``<root>/<asset>/<partition>/<name>.parquet``. Writes go to a temporary name and are
-renamed into place, so readers never see half a file. A dict keyed by exactly the output's
-partition keys holds one such value per partition, each stored as its own partition: that
-is how one run covers a range of days (Dagster's UPath IO managers refuse such outputs).
+``<root>/<asset>/<partition>/<name>.parquet``. Readers never see half a file: locally a
+write goes to a temporary name and is renamed into place; an S3 object appears whole when
+its upload completes. A dict keyed by exactly the output's partition keys holds one such
+value per partition, each stored as its own partition: that is how one run covers a range
+of days (Dagster's UPath IO managers refuse such outputs).
 
 An input is loaded as a ``pa.Table`` (several partitions, such as a trailing window, are
 concatenated); when annotated ``pyarrow.dataset.Dataset``, it is opened lazily for reading
-in batches; when annotated ``pathlib.Path``, the stored location itself is handed over, for
-a process of its own (training through Dagster Pipes) to read.
+in batches; when annotated ``pathlib.Path``, a local folder or file is handed over, for a
+process of its own (training through Dagster Pipes) to read: the stored one, or a copy
+under ``local_copies`` when the root is on S3.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 UNPARTITIONED = "__all__"
 
 
-def _write(data: pa.Table | pa.RecordBatchReader, path: Path) -> int:
-    """Write atomically; return the number of rows written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, pa.Table):
-        pq.write_table(data, tmp)
-        rows = data.num_rows
-    else:
-        rows = 0
-        try:
-            with pq.ParquetWriter(tmp, data.schema) as writer:
-                for batch in data:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # what was published before stays in place
-            raise
-    os.replace(tmp, path)
+def _write(data: pa.Table | pa.RecordBatchReader, fs: pafs.FileSystem, path: str) -> int:
+    """Write whole or not at all; return the number of rows written."""
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    local = isinstance(fs, pafs.LocalFileSystem)
+    target = f"{path.rsplit('/', 1)[0]}/.{path.rsplit('/', 1)[1]}.tmp" if local else path
+    batches = data.to_batches() if isinstance(data, pa.Table) else data
+    rows = 0
+    try:
+        with pq.ParquetWriter(target, data.schema, filesystem=fs) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    except BaseException:
+        if local:
+            fs.delete_file(target)  # what was published before stays in place
+        raise
+    if local:
+        fs.move(target, path)  # a rename: atomic
     return rows
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    root: str
+    root: str  # a local folder or s3://bucket/prefix
+    local_copies: str | None = None  # where Path inputs are copied when the root is remote
 
-    def _base(self, asset_key: dg.AssetKey, partition: str) -> Path:
-        return Path(self.root).joinpath(*asset_key.path, partition)
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if "://" in self.root:
+            return pafs.FileSystem.from_uri(self.root)
+        return pafs.LocalFileSystem(), str(Path(self.root).resolve())
+
+    def _base(self, asset_key: dg.AssetKey, partition: str) -> str:
+        return "/".join([self._fs()[1], *asset_key.path, partition])
+
+    def _exists(self, path: str) -> pafs.FileType:
+        return self._fs()[0].get_file_info(path).type
 
     def handle_output(
         self, context: dg.OutputContext, obj: pa.Table | pa.RecordBatchReader | dict[str, pa.Table]
@@ -72,46 +84,58 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata(next(iter(stored.values())))
         else:
             context.add_output_metadata(
-                {"path": str(self._base(context.asset_key, "")), "partitions": len(stored), "rows": sum(m["rows"] for m in stored.values())}
+                {"path": self._base(context.asset_key, ""), "partitions": len(stored), "rows": sum(m["rows"] for m in stored.values())}
             )
 
     def _store(self, asset_key: dg.AssetKey, partition: str, obj: pa.Table | pa.RecordBatchReader | dict[str, pa.Table]) -> dict:
         """Write one partition; return its metadata."""
-        base = self._base(asset_key, partition)
+        fs, base = self._fs()[0], self._base(asset_key, partition)
         if isinstance(obj, (pa.Table, pa.RecordBatchReader)):
-            return {"path": str(base.with_suffix(".parquet")), "rows": _write(obj, base.with_suffix(".parquet"))}
+            return {"path": f"{base}.parquet", "rows": _write(obj, fs, f"{base}.parquet")}
         if isinstance(obj, dict):
-            rows = {f"rows_{name}": _write(table, base / f"{name}.parquet") for name, table in obj.items()}
-            return {"path": str(base), "rows": sum(rows.values()), **rows}
+            rows = {f"rows_{name}": _write(table, fs, f"{base}/{name}.parquet") for name, table in obj.items()}
+            return {"path": base, "rows": sum(rows.values()), **rows}
         raise TypeError(f"{asset_key.to_user_string()}: cannot store {type(obj).__name__} as Parquet")
 
+    def _missing(self, asset_key: dg.AssetKey, where: str | list[str]) -> FileNotFoundError:
+        return FileNotFoundError(f"{asset_key.to_user_string()}: nothing stored at {where}; materialize it first")
+
     def _load_one(self, asset_key: dg.AssetKey, partition: str) -> pa.Table | dict[str, pa.Table]:
+        fs, base = self._fs()[0], self._base(asset_key, partition)
+        if self._exists(f"{base}.parquet") == pafs.FileType.File:
+            return pq.read_table(f"{base}.parquet", filesystem=fs)
+        if self._exists(base) == pafs.FileType.Directory:
+            files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(base)) if i.path.endswith(".parquet"))
+            return {Path(f).stem: pq.read_table(f, filesystem=fs) for f in files}
+        raise self._missing(asset_key, f"{base}(.parquet)")
+
+    def _local(self, asset_key: dg.AssetKey, partition: str) -> Path:
+        """The stored folder or file itself, or (remote root) a fresh local copy of it."""
         base = self._base(asset_key, partition)
-        if base.with_suffix(".parquet").exists():
-            return pq.read_table(base.with_suffix(".parquet"))
-        if base.is_dir():
-            return {p.stem: pq.read_table(p) for p in sorted(base.glob("*.parquet"))}
-        raise FileNotFoundError(
-            f"{asset_key.to_user_string()} partition {partition}: nothing stored at {base}(.parquet); "
-            "materialize it first"
-        )
+        found = [p for p in (base, f"{base}.parquet") if self._exists(p) != pafs.FileType.NotFound]
+        if not found:
+            raise self._missing(asset_key, f"{base}(.parquet)")
+        if "://" not in self.root:
+            return Path(found[0])
+        if not self.local_copies:
+            raise ValueError(f"{self.root} is remote: set local_copies for {asset_key.to_user_string()}")
+        local = Path(self.local_copies).resolve().joinpath(*asset_key.path, found[0].rsplit("/", 1)[1])
+        shutil.rmtree(local, ignore_errors=True)
+        # copy_files writes into existing folders only
+        (local if self._exists(found[0]) == pafs.FileType.Directory else local.parent).mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(found[0], str(local), source_filesystem=self._fs()[0])
+        return local
 
     def load_input(self, context: dg.InputContext) -> pa.Table | ds.Dataset | Path | dict[str, pa.Table]:
         key = context.asset_key
+        keys = context.asset_partition_keys if context.has_asset_partitions else [UNPARTITIONED]
         if context.dagster_type.typing_type is Path:
-            base = self._base(key, context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED)
-            found = [p for p in (base, base.with_suffix(".parquet")) if p.exists()]
-            if not found:
-                raise FileNotFoundError(f"{key.to_user_string()}: nothing stored at {base}(.parquet); materialize it first")
-            return found[0]
+            return self._local(key, context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED)
         if context.dagster_type.typing_type is ds.Dataset:
-            keys = context.asset_partition_keys if context.has_asset_partitions else [UNPARTITIONED]
-            paths = [self._base(key, k).with_suffix(".parquet") for k in keys]
-            missing = [str(p) for p in paths if not p.exists()]
+            paths = [f"{self._base(key, k)}.parquet" for k in keys]
+            missing = [p for p in paths if self._exists(p) != pafs.FileType.File]
             if missing:
-                raise FileNotFoundError(f"{key.to_user_string()}: nothing stored at {missing}; materialize it first")
-            return ds.dataset([str(p) for p in paths], format="parquet")
-        if not context.has_asset_partitions:
-            return self._load_one(key, UNPARTITIONED)
-        parts = [self._load_one(key, k) for k in context.asset_partition_keys]
+                raise self._missing(key, missing)
+            return ds.dataset(paths, format="parquet", filesystem=self._fs()[0])
+        parts = [self._load_one(key, k) for k in keys]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)

@@ -4,27 +4,76 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
+import shutil
+from pathlib import Path, PurePosixPath
 
 import dagster as dg
 import lancedb
+import pyarrow.fs as pafs
 
 from omnisage_assets.lib.real_data import PRESETS as REAL_PRESETS
 from omnisage_assets.lib.real_data import RealWorld
 from omnisage_assets.lib.world import PRESETS, ParquetWorld, SyntheticWorld, World
 
 
+def join_uri(root: str, *parts: str) -> str:
+    """``root/parts`` for a local folder or an ``s3://`` URI; a part that would climb out of
+    the root (``..``, an absolute path) is refused."""
+    for part in parts:
+        if part.startswith("/") or ".." in PurePosixPath(part).parts:
+            raise ValueError(f"{part!r} escapes the storage root {root}")
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri
+
+
 class StorageResource(dg.ConfigurableResource):
-    """The root folder under which assets that are files (checkpoints) are written."""
+    """Where the assets that are files (checkpoints) live: ``root`` is a local folder or
+    ``s3://bucket/prefix``. Work that needs local files (the trainer's output, scratch
+    vectors, caches) happens under ``work``, the root itself when it is local; ``upload`` and
+    ``download`` move a folder between the two when the root is remote."""
 
     root: str
+    work: str | None = None
+
+    def _work_root(self) -> Path:
+        if self.work:
+            return Path(self.work).resolve()
+        if is_remote(self.root):
+            raise ValueError(f"storage root {self.root} is remote: set a local work folder (OMNISAGE_WORK)")
+        return Path(self.root).resolve()
 
     def path(self, *parts: str) -> Path:
-        root = Path(self.root).resolve()
+        """A local path under the work folder."""
+        root = self._work_root()
         path = root.joinpath(*parts).resolve()
         if root != path and root not in path.parents:
             raise ValueError(f"{path} escapes the storage root {root}")
         return path
+
+    def uri(self, *parts: str) -> str:
+        """Where ``parts`` is kept: under the root, local or remote."""
+        return join_uri(self.root, *parts) if is_remote(self.root) else str(self.path(*parts))
+
+    def upload(self, *parts: str) -> str:
+        """Copy the local folder ``parts`` to the remote root (nothing to do when local)."""
+        if is_remote(self.root):
+            pafs.copy_files(str(self.path(*parts)), self.uri(*parts))
+        return self.uri(*parts)
+
+    def download(self, *parts: str) -> Path | None:
+        """The local copy of ``parts`` (fetched from a remote root); None if it does not exist."""
+        local = self.path(*parts)
+        if is_remote(self.root):
+            fs, remote = pafs.FileSystem.from_uri(self.uri(*parts))
+            if fs.get_file_info(remote).type == pafs.FileType.NotFound:
+                return None
+            shutil.rmtree(local, ignore_errors=True)
+            local.mkdir(parents=True)  # copy_files writes into existing folders only
+            pafs.copy_files(remote, str(local), source_filesystem=fs)
+        return local if local.exists() else None
 
     def checkpoint_dir(self, partition_key: str) -> Path:
         return self.path("omnisage_checkpoint", partition_key)

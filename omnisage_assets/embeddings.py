@@ -9,7 +9,6 @@ recall against exact search; ``published_embeddings`` names them the current rel
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import great_expectations as gx
@@ -17,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from dagster_defs.partitions import daily_partitions
 from dagster_defs.resources import LanceDBResource, StorageResource
@@ -63,8 +61,11 @@ def entity_embeddings(
 ) -> pa.RecordBatchReader:
     """L2-normalised embeddings of all Pins, boards and users (a user's is the sequence
     model's output after their last action in the window), staged in LanceDB (not served yet)."""
-    checkpoint = storage.checkpoint_dir(context.partition_key)
-    model, _ = load_checkpoint(checkpoint)
+    local_checkpoint = storage.download("omnisage_checkpoint", context.partition_key)
+    checkpoint = storage.uri("omnisage_checkpoint", context.partition_key)
+    if local_checkpoint is None:
+        raise dg.Failure(f"no checkpoint at {checkpoint}: materialize omnisage_checkpoint {context.partition_key} first")
+    model, _ = load_checkpoint(local_checkpoint)
     store, tasks = load_training_inputs(training_examples, model.config)
     # Vectors go to memory-mapped scratch files as they are computed, and every table below
     # is streamed from them batch by batch: memory holds the features, not the outputs.
@@ -95,11 +96,11 @@ def entity_embeddings(
             "users": len(ids["user"]),
             "dim": dim,
             "model_version": version,
-            "checkpoint": str(checkpoint),
+            "checkpoint": checkpoint,
             "staged_tables": dg.MetadataValue.json(staged),
         }
     )
-    metadata = {STAGED_KEY: json.dumps(staged).encode(), b"checkpoint": str(checkpoint).encode()}
+    metadata = {STAGED_KEY: json.dumps(staged).encode(), b"checkpoint": checkpoint.encode()}
     rows = embedding_batches(vectors, ids, version, context.partition_key, metadata=metadata)
 
     def rows_then_drop_scratch():
@@ -132,8 +133,8 @@ def entity_embeddings_check(entity_embeddings: ds.Dataset) -> dg.AssetCheckResul
     )
 
 
-def _staged(entity_embeddings: Path) -> dict[str, str]:
-    return json.loads(pq.read_schema(entity_embeddings).metadata[STAGED_KEY])
+def _staged(entity_embeddings: ds.Dataset) -> dict[str, str]:
+    return json.loads(entity_embeddings.schema.metadata[STAGED_KEY])
 
 
 class IndexRunConfig(dg.Config):
@@ -162,7 +163,7 @@ def _served_setting(instance: dg.DagsterInstance, partition: str) -> IndexConfig
 
 @dg.asset(group_name="embeddings", kinds={"lancedb"}, partitions_def=daily_partitions)
 def embedding_index(
-    context: dg.AssetExecutionContext, config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: Path
+    context: dg.AssetExecutionContext, config: IndexRunConfig, lancedb: LanceDBResource, entity_embeddings: ds.Dataset
 ) -> dg.MaterializeResult:
     """ANN indexes on the staged tables, built before anyone reads them."""
     index = config.index()
@@ -189,7 +190,7 @@ class IndexCheckConfig(dg.Config):
     description="Recall@10 of the served query against exact search (index bypassed), on sampled queries.",
 )
 def embedding_index_check(
-    context: dg.AssetCheckExecutionContext, config: IndexCheckConfig, lancedb: LanceDBResource, entity_embeddings: Path
+    context: dg.AssetCheckExecutionContext, config: IndexCheckConfig, lancedb: LanceDBResource, entity_embeddings: ds.Dataset
 ) -> dg.AssetCheckResult:
     db = lancedb.connect()
     served = _served_setting(context.instance, context.partition_key)
@@ -221,11 +222,11 @@ class PublishConfig(dg.Config):
 
 @dg.asset(group_name="embeddings", kinds={"lancedb"}, partitions_def=daily_partitions, deps=[embedding_index])
 def published_embeddings(
-    context: dg.AssetExecutionContext, config: PublishConfig, lancedb: LanceDBResource, entity_embeddings: Path
+    context: dg.AssetExecutionContext, config: PublishConfig, lancedb: LanceDBResource, entity_embeddings: ds.Dataset
 ) -> dg.MaterializeResult:
     """The day's indexed tables become the release readers get: one atomic append to ``releases``."""
     db = lancedb.connect()
-    schema = pq.read_schema(entity_embeddings).metadata
+    schema = entity_embeddings.schema.metadata
     release = publish_release(
         db,
         context.partition_key,

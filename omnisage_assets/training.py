@@ -165,6 +165,7 @@ def omnisage_checkpoint(
     context.log.info(f"warm start: {init_from or 'none'}")
     reported = training_launcher.run(context, args).get_materialize_result()
     shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
+    stored = storage.upload("omnisage_checkpoint", context.partition_key)
     history = read_checkpoint_config(out)["history"]
     steps = [r["step"] for r in history]
     curves = {k: [r[k] for r in history] for k in history[0] if k.startswith("loss")}
@@ -172,6 +173,7 @@ def omnisage_checkpoint(
     return dg.MaterializeResult(
         metadata={
             **reported.metadata,
+            "checkpoint": stored,
             "warm_started_from": str(init_from) if init_from else "none",
             "losses": table_md(final, ["loss", "first", "last"]),
             "loss_curve": line_plot_md(steps, curves, "step", "training loss per task"),
@@ -184,7 +186,9 @@ def _previous_checkpoint(
 ) -> Path | None:
     """The previous day's checkpoint, if there is one and it was trained with this architecture."""
     previous = (dt.date.fromisoformat(context.partition_key) - dt.timedelta(days=1)).isoformat()
-    directory = storage.checkpoint_dir(previous)
+    directory = storage.download("omnisage_checkpoint", previous)
+    if directory is None:
+        return None
     try:
         meta = read_checkpoint_config(directory)
     except CheckpointError:
@@ -197,7 +201,7 @@ def _previous_checkpoint(
 
 @dg.asset_check(asset=omnisage_checkpoint, partitions_def=daily_partitions, blocking=True, description="Checkpoint loads; losses are finite and went down.")
 def omnisage_checkpoint_check(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
-    meta = read_checkpoint_config(storage.checkpoint_dir(context.partition_key))
+    meta = read_checkpoint_config(storage.download("omnisage_checkpoint", context.partition_key) or storage.checkpoint_dir(context.partition_key))
     history = pd.DataFrame(meta["history"])
     first, last = history["loss"].iloc[0], history["loss"].iloc[-1]
     return gx_check_result(

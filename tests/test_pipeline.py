@@ -40,7 +40,7 @@ def test_lineage_is_the_documented_graph(pipeline):
     assert parents["sampled_neighborhoods"] == {"graph_edges", "pins", "boards"}
     assert parents["content_features"] == {"pins", "boards"}
     assert {"graph_edges", "sampled_neighborhoods", "content_features"} <= parents["training_examples"]
-    assert parents["omnisage_checkpoint"] == {"training_examples"}
+    assert parents["omnisage_checkpoint"] == {"training_examples", "omnisage_checkpoint"}  # D warm-starts from D-1
     assert "omnisage_checkpoint" in parents["entity_embeddings"]
     assert parents["offline_evaluation"] >= {"entity_embeddings", "engagements"}
 

@@ -40,7 +40,7 @@ def test_the_study_on_movielens_100k_through_dagster(tmp_path, dagster_instance)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dagster_instance,
         asset_selection=[dg.AssetKey("real_data_study")],
-        run_config={"ops": {"real_data_study": {"config": {"dataset": "ml-100k", "training": {"steps": 80}, "variants": FAST_STUDY}}}},
+        run_config={"ops": {"real_data_study": {"config": {"dataset": "ml-100k", "training": {"steps": 80}, "sequential_training": {"steps": 80}, "variants": FAST_STUDY}}}},
     )
     assert result.success
     report = tmp_path / "study" / "ml-100k" / "report.md"

@@ -76,7 +76,7 @@ def _print(hits: pa.Table, title_column: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omnisage", description="Query the published OmniSage embeddings.")
-    parser.add_argument("--db", default=str(Path(os.environ.get("OMNISAGE_HOME", ".omnisage")) / "lancedb"))
+    parser.add_argument("--db", default=os.environ.get("OMNISAGE_HOME", ".omnisage").rstrip("/") + "/lancedb")
     parser.add_argument("--release", default=None, help="a partition date; default: the newest release")
     commands = parser.add_subparsers(dest="command", required=True)
     similar = commands.add_parser("similar", help="nearest Pins of a Pin, or boards of a board")

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from omnisage_assets.lib import contracts
@@ -316,29 +317,40 @@ def write_world(world: World, days: list[str], out: Path) -> Path:
     return out
 
 
+def day_files(folder: str) -> dict[str, int]:
+    """``{file name: modification time in ns}`` of the Parquet files in a local folder or
+    under an ``s3://`` prefix (empty when it does not exist)."""
+    fs, path = pafs.FileSystem.from_uri(folder) if "://" in folder else (pafs.LocalFileSystem(), str(Path(folder).resolve()))
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return {i.base_name: i.mtime_ns for i in found if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")}
+
+
 class ParquetWorld:
-    """A world read from Parquet files, each validated against its contract."""
+    """A world read from Parquet files in a local folder or under an ``s3://`` prefix, each
+    validated against its contract."""
 
     def __init__(self, root: Path | str, image_dim: int | None = None) -> None:
-        self.root = Path(root)
+        self.root = str(root).rstrip("/")
         self.image_dim = image_dim
 
-    def _read(self, path: Path) -> pa.Table:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file in world folder {self.root}")
+    def _read(self, *parts: str) -> tuple[pa.Table, str]:
+        """The table at ``root/parts`` and its location, for messages."""
+        path = "/".join([self.root, *parts])
         try:
-            return pq.read_table(path)
+            return pq.read_table(path), path
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file in world folder {self.root}") from None
         except pa.ArrowException as err:
             raise contracts.ContractError(f"{path}: not a readable Parquet file ({err})") from None
 
     @functools.cached_property
     def _pins(self) -> pa.Table:
-        path = self.root / "pins.parquet"
-        table = contracts.validate(self._read(path), contracts.PINS, str(path))
-        contracts.require_unique(table, "pin_id", str(path))
+        table, path = self._read("pins.parquet")
+        table = contracts.validate(table, contracts.PINS, path)
+        contracts.require_unique(table, "pin_id", path)
         lengths = pc.drop_null(pc.list_value_length(table.column("image")))
         width = self.image_dim or (lengths[0].as_py() if len(lengths) else 0)
-        contracts.require_fixed_width(table, "image", width, str(path))
+        contracts.require_fixed_width(table, "image", width, path)
         return table
 
     def pins(self) -> pa.Table:
@@ -346,18 +358,17 @@ class ParquetWorld:
 
     @functools.cached_property
     def _boards(self) -> pa.Table:
-        path = self.root / "boards.parquet"
-        table = contracts.validate(self._read(path), contracts.BOARDS, str(path))
-        contracts.require_unique(table, "board_id", str(path))
+        table, path = self._read("boards.parquet")
+        table = contracts.validate(table, contracts.BOARDS, path)
+        contracts.require_unique(table, "board_id", path)
         return table
 
     def boards(self) -> pa.Table:
         return self._boards
 
     def engagements(self, day: str) -> pa.Table:
-        path = self.root / "engagements" / f"{day}.parquet"
-        source = str(path)
-        table = contracts.validate(self._read(path), contracts.ENGAGEMENTS, source)
+        table, source = self._read("engagements", f"{day}.parquet")
+        table = contracts.validate(table, contracts.ENGAGEMENTS, source)
         contracts.require_values_in(table, "action", contracts.ACTIONS, source)
         contracts.require_values_in(table, "surface", contracts.SURFACES, source)
         pins = self.pins().column("pin_id").combine_chunks()
