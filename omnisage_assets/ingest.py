@@ -36,13 +36,19 @@ def engagements(context: dg.AssetExecutionContext, world: WorldResource) -> dict
     """Each day's user actions (saves, clicks; home, related, search surfaces), UTC timestamps,
     keyed by day: the IO manager stores each as its partition (one day, or a backfill's range)."""
     source = world.load()
-    days = {day: source.engagements(day) for day in context.partition_keys}
+    days, duplicates = {}, 0
+    for day in context.partition_keys:
+        days[day], dropped = contracts.drop_duplicate_rows(source.engagements(day))
+        duplicates += dropped
+    if duplicates:
+        context.log.warning(f"dropped {duplicates:,} duplicate event(s) (identical rows)")
     table = pa.concat_tables(days.values())
     counts = pc.value_counts(table["surface"]).to_pylist()
     context.add_output_metadata(
         {
             "days": len(days),
             "engagements": table.num_rows,
+            "duplicates_dropped": duplicates,
             "users": pc.count_distinct(table["user_id"]).as_py(),
             "saves": pc.sum(pc.equal(table["action"], "save")).as_py() or 0,
             **{f"surface_{c['values']}": c["counts"] for c in counts},
@@ -76,7 +82,7 @@ def boards_check(boards: pa.Table) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=engagements, partitions_def=daily_partitions, blocking=True, description="Ids present, known actions and surfaces, timestamps inside the day(s).")
+@dg.asset_check(asset=engagements, partitions_def=daily_partitions, blocking=True, description="Ids present and not negative, known actions and surfaces, timestamps inside the day(s).")
 def engagements_check(context: dg.AssetCheckExecutionContext, engagements: pa.Table) -> dg.AssetCheckResult:
     window = context.partition_time_window  # one day, or a backfill's range of days
     seconds = (window.end - window.start).total_seconds()
@@ -90,6 +96,8 @@ def engagements_check(context: dg.AssetCheckExecutionContext, engagements: pa.Ta
             gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="user_id"),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="pin_id"),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="user_id", min_value=0),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="pin_id", min_value=0),
             gx.expectations.ExpectColumnValuesToBeInSet(column="action", value_set=list(contracts.ACTIONS)),
             gx.expectations.ExpectColumnValuesToBeInSet(column="surface", value_set=list(contracts.SURFACES)),
             gx.expectations.ExpectColumnValuesToBeBetween(column="seconds_into_window", min_value=0, max_value=seconds, strict_max=True),

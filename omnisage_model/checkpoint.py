@@ -113,6 +113,15 @@ def save_training_state(
     return directory
 
 
+def recover_training_state(directory: Path | str) -> None:
+    """Finish what a kill between ``save_training_state``'s two renames left: the previous
+    state parked as ``.<name>.old`` goes back in place (a half-written ``.tmp`` is dropped)."""
+    directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and old.exists():
+        os.replace(old, directory)
+
+
 def load_training_state(
     directory: Path | str,
     model: OmniSage,

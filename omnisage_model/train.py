@@ -30,6 +30,7 @@ from omnisage_model.checkpoint import (
     STATE_JSON,
     load_training_state,
     load_weights,
+    recover_training_state,
     save_checkpoint,
     save_training_state,
 )
@@ -182,6 +183,8 @@ def _train(
     history: list[dict[str, float]] = []
     first_step, elapsed = 0, 0.0
     configs = {"model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config)}
+    if state_dir is not None:
+        recover_training_state(state_dir)
     if state_dir is not None and _same_configs(Path(state_dir), configs):
         extra, meta = load_training_state(state_dir, model, opt, sched)
         first_step, history, elapsed = meta["step"], meta["history"], meta["seconds"]

@@ -175,3 +175,13 @@ def require_fixed_width(table: pa.Table, column: str, width: int, source: str) -
             f"{source}: column '{column}' row {row_of_value[bad_value].as_py()}: "
             "vector holds NaN or infinite values"
         )
+
+
+def drop_duplicate_rows(table: pa.Table) -> tuple[pa.Table, int]:
+    """The table without exact duplicate rows (at-least-once delivery repeats events), first
+    occurrences kept in their order; and how many were dropped."""
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    first = indexed.group_by(table.column_names, use_threads=False).aggregate([("__row", "min")])
+    keep = pc.sort_indices(first["__row_min"])
+    rows = pc.take(first["__row_min"], keep)
+    return table.take(rows), table.num_rows - len(rows)
