@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
@@ -77,6 +81,27 @@ class StorageResource(dg.ConfigurableResource):
 
     def checkpoint_dir(self, partition_key: str) -> Path:
         return self.path("omnisage_checkpoint", partition_key)
+
+    @contextlib.contextmanager
+    def exclusive(self, *parts: str) -> Iterator[None]:
+        """Hold the lock file ``parts`` + ``.lock`` (under the work folder) or fail at once,
+        naming the holder: two runs of one partition on this host never interleave."""
+        path = self.path(*parts).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise RuntimeError(f"{path} is held by another run ({handle.read().strip() or 'unknown'}); try again when it ends") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @functools.lru_cache(maxsize=4)

@@ -163,8 +163,10 @@ def omnisage_checkpoint(
         "--device", config.resolved_device(),
     ] + (["--init-from", str(init_from)] if init_from else [])
     context.log.info(f"warm start: {init_from or 'none'}")
-    reported = training_launcher.run(context, args).get_materialize_result()
-    shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
+    # Two runs of one day would share the resumable state: the second is refused.
+    with storage.exclusive("training_state", context.partition_key):
+        reported = training_launcher.run(context, args).get_materialize_result()
+        shutil.rmtree(state_dir, ignore_errors=True)  # done: a re-materialization starts afresh
     stored = storage.upload("omnisage_checkpoint", context.partition_key)
     history = read_checkpoint_config(out)["history"]
     steps = [r["step"] for r in history]

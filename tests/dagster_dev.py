@@ -37,6 +37,8 @@ query($id: String!) {
     ... on PartitionBackfill { status runs(limit: 10) { runId status tags { key value } } }
   }
 }"""
+RUN_TIMES = """
+query($id: ID!) { runOrError(runId: $id) { ... on Run { status startTime endTime } } }"""
 ASSET_RUNS = """
 query($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {

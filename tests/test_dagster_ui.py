@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY
-from dagster_dev import BACKFILL_STATUS, LAUNCH_BACKFILL, REPO, start_dagster_dev
+from dagster_dev import BACKFILL_STATUS, LAUNCH_BACKFILL, REPO, RUN_TIMES, start_dagster_dev
 from playwright.sync_api import sync_playwright
 
 from omnisage_assets.lib.embedding_reader import EmbeddingReader
@@ -63,6 +63,15 @@ def test_materialize_a_day_and_backfill_three_through_graphql(dagster_dev):
     pin = pins.search().limit(1).to_arrow()["id"][0].as_py()
     similar = reader.similar_pins(pin, k=5)
     assert similar.num_rows == 5 and pin not in similar["id"].to_pylist()
+
+
+def test_two_runs_of_the_same_day_never_overlap(dagster_dev):
+    """The run queue holds one run per partition (deploy/dagster.yaml): the second waits."""
+    client = dagster_dev.client
+    runs = [client.submit_job_execution("ingest_job", run_config=IN_PROCESS, tags={"dagster/partition": DAY}) for _ in range(2)]
+    assert [dagster_dev.wait_for_run(r) for r in runs] == ["SUCCESS", "SUCCESS"]
+    first, second = sorted((dagster_dev.graphql(RUN_TIMES, id=r)["runOrError"] for r in runs), key=lambda t: t["startTime"])
+    assert first["endTime"] <= second["startTime"], (first, second)
 
 
 def _skip_greeting(page) -> None:
