@@ -112,3 +112,8 @@ def test_duplicate_pin_ids_and_bad_vectors_are_rejected(tiny_world, world_dir):
     pq.write_table(pins.set_column(3, "image", pa.array(image, pa.list_(pa.float32()))), world_dir / "pins.parquet")
     with pytest.raises(contracts.ContractError, match=r"column 'image' row 4: vector holds NaN"):
         ParquetWorld(world_dir).pins()
+    image = pins["image"].to_pylist()
+    image[6] = image[6][:-1]
+    pq.write_table(pins.set_column(3, "image", pa.array(image, pa.list_(pa.float32()))), world_dir / "pins.parquet")
+    with pytest.raises(contracts.ContractError, match=rf"column 'image' row 6: vector has {len(image[0]) - 1} values, expected {len(image[0])}"):
+        ParquetWorld(world_dir).pins()
