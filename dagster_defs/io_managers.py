@@ -3,11 +3,10 @@
 A ``pa.Table`` becomes ``<root>/<asset>/<partition>.parquet``; a ``pa.RecordBatchReader``
 is written there batch by batch, so an asset can produce more than fits in memory; a
 ``dict[str, pa.Table]`` (a bundle such as the training examples) becomes
-``<root>/<asset>/<partition>/<name>.parquet``. Readers never see half a file: locally a
-write goes to a temporary name and is renamed into place; an S3 object appears whole when
-its upload completes. A dict keyed by exactly the output's partition keys holds one such
-value per partition, each stored as its own partition: that is how one run covers a range
-of days (Dagster's UPath IO managers refuse such outputs).
+``<root>/<asset>/<partition>/<name>.parquet``. Readers never see half a file: a write goes
+to a temporary name and is moved into place. A dict keyed by exactly the output's
+partition keys holds one such value per partition, each stored as its own partition: that
+is how one run covers a range of days (Dagster's UPath IO managers refuse such outputs).
 
 An input is loaded as a ``pa.Table`` (several partitions, such as a trailing window, are
 concatenated); when annotated ``pyarrow.dataset.Dataset``, it is opened lazily for reading
@@ -31,23 +30,23 @@ UNPARTITIONED = "__all__"
 
 
 def _write(data: pa.Table | pa.RecordBatchReader, fs: pafs.FileSystem, path: str) -> int:
-    """Write whole or not at all; return the number of rows written."""
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    local = isinstance(fs, pafs.LocalFileSystem)
-    target = f"{path.rsplit('/', 1)[0]}/.{path.rsplit('/', 1)[1]}.tmp" if local else path
+    """Write whole or not at all; return the number of rows written. The data goes to a
+    temporary name first, then is moved into place: a rename locally, a server-side copy on
+    S3; either way readers see the previous file or the new one, never a partial file."""
+    folder, name = path.rsplit("/", 1)
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{name}.tmp"
     batches = data.to_batches() if isinstance(data, pa.Table) else data
     rows = 0
     try:
-        with pq.ParquetWriter(target, data.schema, filesystem=fs) as writer:
+        with pq.ParquetWriter(tmp, data.schema, filesystem=fs) as writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
     except BaseException:
-        if local:
-            fs.delete_file(target)  # what was published before stays in place
+        fs.delete_file(tmp)  # what was published before stays in place
         raise
-    if local:
-        fs.move(target, path)  # a rename: atomic
+    fs.move(tmp, path)
     return rows
 
 
@@ -63,7 +62,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def _base(self, asset_key: dg.AssetKey, partition: str) -> str:
         return "/".join([self._fs()[1], *asset_key.path, partition])
 
-    def _exists(self, path: str) -> pafs.FileType:
+    def _kind(self, path: str) -> pafs.FileType:
         return self._fs()[0].get_file_info(path).type
 
     def handle_output(
@@ -102,9 +101,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def _load_one(self, asset_key: dg.AssetKey, partition: str) -> pa.Table | dict[str, pa.Table]:
         fs, base = self._fs()[0], self._base(asset_key, partition)
-        if self._exists(f"{base}.parquet") == pafs.FileType.File:
+        if self._kind(f"{base}.parquet") == pafs.FileType.File:
             return pq.read_table(f"{base}.parquet", filesystem=fs)
-        if self._exists(base) == pafs.FileType.Directory:
+        if self._kind(base) == pafs.FileType.Directory:
             files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(base)) if i.path.endswith(".parquet"))
             return {Path(f).stem: pq.read_table(f, filesystem=fs) for f in files}
         raise self._missing(asset_key, f"{base}(.parquet)")
@@ -112,7 +111,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def _local(self, asset_key: dg.AssetKey, partition: str) -> Path:
         """The stored folder or file itself, or (remote root) a fresh local copy of it."""
         base = self._base(asset_key, partition)
-        found = [p for p in (base, f"{base}.parquet") if self._exists(p) != pafs.FileType.NotFound]
+        found = [p for p in (base, f"{base}.parquet") if self._kind(p) != pafs.FileType.NotFound]
         if not found:
             raise self._missing(asset_key, f"{base}(.parquet)")
         if "://" not in self.root:
@@ -122,7 +121,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         local = Path(self.local_copies).resolve().joinpath(*asset_key.path, found[0].rsplit("/", 1)[1])
         shutil.rmtree(local, ignore_errors=True)
         # copy_files writes into existing folders only
-        (local if self._exists(found[0]) == pafs.FileType.Directory else local.parent).mkdir(parents=True, exist_ok=True)
+        (local if self._kind(found[0]) == pafs.FileType.Directory else local.parent).mkdir(parents=True, exist_ok=True)
         pafs.copy_files(found[0], str(local), source_filesystem=self._fs()[0])
         return local
 
@@ -133,7 +132,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             return self._local(key, context.asset_partition_key if context.has_asset_partitions else UNPARTITIONED)
         if context.dagster_type.typing_type is ds.Dataset:
             paths = [f"{self._base(key, k)}.parquet" for k in keys]
-            missing = [p for p in paths if self._exists(p) != pafs.FileType.File]
+            missing = [p for p in paths if self._kind(p) != pafs.FileType.File]
             if missing:
                 raise self._missing(key, missing)
             return ds.dataset(paths, format="parquet", filesystem=self._fs()[0])

@@ -4,7 +4,9 @@ selected by ``OMNISAGE_HOME=s3://...`` alone, and day files that land in a bucke
 
 import boto3
 import dagster as dg
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from conftest import TINY
 from dagster_aws.s3 import S3Resource
@@ -12,6 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from dagster_defs.automation import engagements_folder_sensor
 from dagster_defs.definitions import build_definitions
+from dagster_defs.io_managers import _write
 from dagster_defs.resources import StorageResource, WorldResource
 from omnisage_assets.lib.embedding_reader import EmbeddingReader
 from omnisage_assets.lib.world import write_world
@@ -81,6 +84,23 @@ def test_the_sensor_starts_the_days_that_land_in_the_bucket(s3_server, tiny_worl
         dg.build_sensor_context(instance=dagster_instance, cursor=first.cursor, resources={"world": world})
     )
     assert [r.partition_key for r in second.run_requests] == [TINY.days[2]]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_write_that_fails_midway_leaves_the_previous_file(where, s3_server, tmp_path):
+    fs, root = (pafs.LocalFileSystem(), str(tmp_path)) if where == "local" else pafs.FileSystem.from_uri(f"s3://{BUCKET}/writes")
+    path = f"{root}/asset/2026-01-01.parquet"
+    previous = pa.table({"x": [1, 2, 3]})
+    assert _write(previous, fs, path) == 3
+
+    def failing():
+        yield pa.record_batch({"x": [7, 8]})
+        raise RuntimeError("the producer died")
+
+    with pytest.raises(RuntimeError, match="the producer died"):
+        _write(pa.RecordBatchReader.from_batches(previous.schema, failing()), fs, path)
+    assert pq.read_table(path, filesystem=fs).equals(previous)
+    assert [i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/asset"))] == ["2026-01-01.parquet"]
 
 
 def test_paths_from_configuration_cannot_leave_the_storage_root(tmp_path):
