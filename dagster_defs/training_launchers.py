@@ -10,6 +10,7 @@ there.
 
 from __future__ import annotations
 
+import abc
 import sys
 from typing import Any
 
@@ -18,11 +19,11 @@ import dagster as dg
 from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesECSClient
 
 
-class TrainingLauncher(dg.ConfigurableResource):
+class TrainingLauncher(dg.ConfigurableResource, abc.ABC):
     """Runs the trainer's arguments (``["-m", "omnisage_model.train", ...]``) through Pipes."""
 
-    def run(self, context: dg.AssetExecutionContext, args: list[str]) -> dg.PipesClientCompletedInvocation:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, context: dg.AssetExecutionContext, args: list[str]) -> dg.PipesClientCompletedInvocation: ...
 
 
 class SubprocessTraining(TrainingLauncher):

@@ -13,16 +13,8 @@ import dagster as dg
 from dagster_defs.resources import StorageResource
 from omnisage_assets.content import ContentConfig
 from omnisage_assets.lib.real_data import PRESETS, RealWorld
-from omnisage_assets.lib.study import (
-    PUBLISHED_ML1M,
-    TASKS,
-    VARIANTS,
-    prepare,
-    prepare_leave_one_out,
-    run_leave_one_out,
-    run_variant,
-    tables,
-)
+from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out
+from omnisage_assets.lib.study import TASKS, VARIANTS, prepare, prepare_leave_one_out, run_variant, tables
 from omnisage_assets.lib.text_encoder import TextEncoder
 from omnisage_assets.plots import grouped_bar_png, line_plot_md, png_md, table_md
 from omnisage_assets.training import TrainingRunConfig
@@ -101,7 +93,10 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
             world, world.days, encoder, storage.path("text_embedding_cache.parquet"), content.n_text_buckets, context.log.info
         )
         seq = config.sequential_training
-        loo = run_leave_one_out(sequential, seq.to_model_config, seq.to_train_config(), seq.resolved_device())
+        loo = run_leave_one_out(
+            sequential.bundle, sequential.test, sequential.popularity_source,
+            seq.to_model_config, seq.to_train_config(), seq.resolved_device(),
+        )
         context.log.info(f"leave-one-out: {json.dumps(loo)}")
         by_table["sequential"] = _sequential_rows(loo, config.dataset)
         columns["sequential"] = ["model", "HR@10", "NDCG@10", "note"]

@@ -1,6 +1,8 @@
 """The real-data study: its protocol guards, its ablations' inputs, and the asset on ML-100K."""
 
 import json
+import sys
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -11,6 +13,8 @@ from test_model import bundle  # noqa: F401  (the shared tiny training bundle)
 from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, variant_bundle
 from omnisage_model.metrics import hit_rate_and_ndcg
 
+# A model small enough for a few CPU steps in a test.
+SMALL = {"width": 32, "heads": 2, "mlp_dim": 64, "out_dim": 16, "text_dim": 16, "seq_width": 32, "seq_heads": 2, "seq_max_len": 16}
 FAST_STUDY = ["OmniSage", "PinSage-style (GraphSAGE, importance pooling)", "OmniSage without graph"]
 
 
@@ -88,3 +92,12 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert dict(zip(data.test["user_id"].to_pylist(), data.test["ts"].to_pylist())) == dict(zip(last_ts["user_id"], last_ts["ts_max"]))
     trained = sum(len(s) for s in data.bundle["sequences"]["pin_ids"].to_pylist())
     assert trained + data.test.num_rows == engagements.num_rows
+
+    # The same inputs, written for a bare GPU box and scored there by the benchmark script.
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import sequential_protocol
+
+    sequential_protocol.write_inputs(data, "tiny", tmp_path / "inputs")
+    report = sequential_protocol.train(tmp_path / "inputs", "cpu", 3, {"warmup_steps": 1, **SMALL})
+    assert report["users"] == data.test.num_rows and report["steps"] == 3
+    assert 0 <= report["omnisage"]["ndcg_at_10"] <= report["omnisage"]["hr_at_10"] <= 1

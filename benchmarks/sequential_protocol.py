@@ -1,0 +1,113 @@
+"""The sequential protocol (leave-one-out, full ranking) split across two machines: prepare the
+inputs where the whole stack is (graph, neighbourhoods, text vectors need DGL and the text
+encoder), train and score where the GPU is (torch and pyarrow only).
+
+    python benchmarks/sequential_protocol.py prepare --dataset ml-1m --out DIR
+    python benchmarks/sequential_protocol.py train --inputs DIR --device cuda --steps 20000 \\
+        --config '{"seq_max_len": 200, "user_batch_size": 256}'
+
+``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
+popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out  # noqa: E402
+from omnisage_model.config import ModelConfig, TrainConfig  # noqa: E402
+from omnisage_model.data import BUNDLE_TABLES  # noqa: E402
+
+# The study's defaults for the sequential protocol (SequentialTrainingConfig), CPU-sized.
+DEFAULTS = {
+    "width": 64, "heads": 4, "layers": 1, "mlp_dim": 256, "out_dim": 64, "text_dim": 64, "seq_width": 64,
+    "seq_heads": 2, "seq_layers": 1, "seq_max_len": 64, "max_neighbors_per_subgraph": 12, "feature_mlp_hidden": 128,
+    "pair_batch_size": 256, "user_batch_size": 64, "feature_batch_size": 128, "random_negatives": 512, "lr": 3e-3,
+    "warmup_steps": 30, "user_positions": None, "deterministic": True,
+}
+
+
+def prepare(dataset: str, out: Path, text_cache: Path | None) -> None:
+    from omnisage_assets.content import ContentConfig
+    from omnisage_assets.lib.real_data import PRESETS, RealWorld
+    from omnisage_assets.lib.study import prepare_leave_one_out
+    from omnisage_assets.lib.text_encoder import TextEncoder
+
+    world = RealWorld(PRESETS[dataset])
+    content = ContentConfig()
+    encoder = TextEncoder.load(content.text_encoder, content.text_device, content.text_max_tokens, content.text_batch_size)
+    cache = text_cache or out / "text_cache.parquet"
+    data = prepare_leave_one_out(world, world.days, encoder, cache, content.n_text_buckets, print)
+    if text_cache is None:
+        cache.unlink(missing_ok=True)  # not needed for training
+    write_inputs(data, dataset, out)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(json.dumps({"prepared": str(out), "dataset": dataset, "megabytes": round(size / 2**20, 1)}))
+
+
+def write_inputs(data, dataset: str, out: Path) -> None:
+    """What ``train`` reads: the bundle, each user's held-out item, the popularity source."""
+    (out / "bundle").mkdir(parents=True, exist_ok=True)
+    for name in BUNDLE_TABLES:
+        pq.write_table(data.bundle[name], out / "bundle" / f"{name}.parquet", compression="zstd")
+    pq.write_table(data.test, out / "test.parquet")
+    pq.write_table(data.popularity_source, out / "popularity_source.parquet")
+    (out / "dataset.json").write_text(json.dumps({"dataset": dataset}))
+
+
+def train(inputs: Path, device: str, steps: int, overrides: dict) -> dict:
+    settings = {**DEFAULTS, **overrides, "steps": steps}
+    model_fields = {f for f in ModelConfig.__dataclass_fields__}
+    dataset = json.loads((inputs / "dataset.json").read_text())
+    model_settings = {k: v for k, v in settings.items() if k in model_fields}  # the data gives the widths
+    result = run_leave_one_out(
+        {name: pq.read_table(inputs / "bundle" / f"{name}.parquet") for name in BUNDLE_TABLES},
+        pq.read_table(inputs / "test.parquet"),
+        pq.read_table(inputs / "popularity_source.parquet"),
+        lambda dims: ModelConfig(**model_settings, **dims),
+        TrainConfig.from_dict({**settings, "log_every": max(1, steps // 20)}),
+        device,
+    )
+    published = PUBLISHED_ML1M if dataset["dataset"] == "ml-1m" else {}
+    return {
+        "dataset": dataset["dataset"],
+        "device": device,
+        **result,
+        "published": {name: {"hr_at_10": hr, "ndcg_at_10": ndcg} for name, (hr, ndcg) in published.items()},
+        "settings": settings,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--dataset", default="ml-1m")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--text-cache", type=Path, default=None, help="reuse (and extend) this text vector cache")
+    t = sub.add_parser("train")
+    t.add_argument("--inputs", type=Path, required=True)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--config", type=json.loads, default={}, help="JSON of model and training settings")
+    t.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.dataset, args.out, args.text_cache)
+        return
+    report = train(args.inputs, args.device, args.steps, args.config)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The standard sequential protocol's scoring (leave-one-out, full ranking), apart from the
+study so that a bare GPU box (torch and pyarrow; no Dagster, DGL or LanceDB) can run it on
+a bundle prepared elsewhere: ``benchmarks/sequential_protocol.py``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omnisage_assets.lib.retrieval_eval import pin_popularity
+from omnisage_model.config import ModelConfig, TrainConfig
+from omnisage_model.data import feature_dims
+from omnisage_model.inference import embed_nodes, embed_users
+from omnisage_model.metrics import hit_rate_and_ndcg
+from omnisage_model.train import load_training_inputs, train
+
+# The standard sequential protocol's published figures on MovieLens-1M (HR@10, NDCG@10),
+# from the RecSys 2023 reproducibility study (SASRec and BERT4Rec, 3,000 sampled negatives).
+PUBLISHED_ML1M = {"SASRec": (0.3159, 0.1857), "BERT4Rec": (0.2843, 0.1537)}
+
+
+def run_leave_one_out(
+    bundle: dict[str, pa.Table],
+    test: pa.Table,
+    popularity_source: pa.Table,
+    model_config: Callable[[dict[str, int]], ModelConfig],
+    train_config: TrainConfig,
+    device: str = "cpu",
+) -> dict:
+    """OmniSage (all tasks) trained on ``bundle`` (everything but each user's last item), then
+    HR@10 and NDCG@10 of its user embeddings, beside popularity (counted over
+    ``popularity_source``'s Pins), on that last item (``test``)."""
+    config = model_config(feature_dims(bundle["pin_features"]))
+    store, tasks = load_training_inputs(bundle, config)
+    start = time.perf_counter()
+    result = train(store, tasks, config, train_config, device=device)
+    seconds = time.perf_counter() - start
+    pins = embed_nodes(result.model, store, device=device)[: store.n_pins]
+    users = embed_users(result.model, pins, tasks, device=device)
+    user_row = {u: i for i, u in enumerate(tasks.user_ids)}
+    test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
+    rows = np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64)
+    targets = store.pin_index(test["pin_id"].to_numpy())
+    history = bundle["sequences"]
+    seen_by_user = dict(zip(history["user_id"].to_pylist(), history["pin_ids"].to_pylist()))
+    seen = [store.pin_index(np.array(seen_by_user[u], np.int64)) for u in test["user_id"].to_pylist()]
+    hr, ndcg = hit_rate_and_ndcg(users[rows], pins, targets, seen)
+    popularity = pin_popularity(popularity_source, store.pin_ids).astype(np.float32)[:, None]
+    tie_break = np.random.default_rng(0).random(len(popularity)).astype(np.float32)[:, None] * 1e-3
+    pop_hr, pop_ndcg = hit_rate_and_ndcg(np.ones((len(rows), 1), np.float32), popularity + tie_break, targets, seen)
+    return {
+        "users": len(rows),
+        "omnisage": {"hr_at_10": hr, "ndcg_at_10": ndcg},
+        "popularity": {"hr_at_10": pop_hr, "ndcg_at_10": pop_ndcg},
+        "steps": train_config.steps,
+        "train_seconds": round(seconds, 1),
+    }
