@@ -26,6 +26,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from omnisage_assets.lib.filesystems import filesystem
+
 UNPARTITIONED = "__all__"
 
 
@@ -55,9 +57,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     local_copies: str | None = None  # where Path inputs are copied when the root is remote
 
     def _fs(self) -> tuple[pafs.FileSystem, str]:
-        if "://" in self.root:
-            return pafs.FileSystem.from_uri(self.root)
-        return pafs.LocalFileSystem(), str(Path(self.root).resolve())
+        return filesystem(self.root)
 
     def _base(self, asset_key: dg.AssetKey, partition: str) -> str:
         return "/".join([self._fs()[1], *asset_key.path, partition])

@@ -15,6 +15,7 @@ import dagster as dg
 import lancedb
 import pyarrow.fs as pafs
 
+from omnisage_assets.lib.filesystems import filesystem
 from omnisage_assets.lib.real_data import PRESETS as REAL_PRESETS
 from omnisage_assets.lib.real_data import RealWorld
 from omnisage_assets.lib.world import PRESETS, ParquetWorld, SyntheticWorld, World
@@ -71,7 +72,7 @@ class StorageResource(dg.ConfigurableResource):
         """The local copy of ``parts`` (fetched from a remote root); None if it does not exist."""
         local = self.path(*parts)
         if is_remote(self.root):
-            fs, remote = pafs.FileSystem.from_uri(self.uri(*parts))
+            fs, remote = filesystem(self.uri(*parts))
             if fs.get_file_info(remote).type == pafs.FileType.NotFound:
                 return None
             shutil.rmtree(local, ignore_errors=True)

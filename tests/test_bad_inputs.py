@@ -74,6 +74,8 @@ def test_a_bad_day_file_is_stopped_before_anything_is_built_from_it(case, inbox,
     else:
         pq.write_table(make(tiny_world.engagements(BAD_DAY)), path)
     root = pipeline["root"]
+    stored_days = [p for p in sorted((root / "assets" / "engagements").glob("*.parquet")) if p.stem != BAD_DAY]
+    before = {p.name: p.read_bytes() for p in stored_days}
     release = EmbeddingReader(root / "lancedb").release["release_id"]
 
     result = defs.resolve_job_def("daily_pipeline_job").execute_in_process(
@@ -85,9 +87,14 @@ def test_a_bad_day_file_is_stopped_before_anything_is_built_from_it(case, inbox,
     else:
         (check,) = [c for c in result.get_asset_check_evaluations() if c.asset_key == dg.AssetKey("engagements")]
         assert not check.passed and message in check.description, check.description
-    # Stopped before the graph: nothing downstream of the bad day exists, the release is untouched.
+    # Stopped before the graph: nothing downstream of the bad day exists, the other days and
+    # the release are untouched, and the release still answers.
     assert not (root / "assets" / "graph_edges" / f"{BAD_DAY}.parquet").exists()
-    assert EmbeddingReader(root / "lancedb").release["release_id"] == release
+    assert {p.name: p.read_bytes() for p in stored_days} == before
+    reader = EmbeddingReader(root / "lancedb")
+    assert reader.release["release_id"] == release
+    pin = reader.db.open_table(reader.release["tables"]["pins"]).search().limit(1).to_arrow()["id"][0].as_py()
+    assert reader.similar_pins(pin, k=3).num_rows == 3
 
 
 def test_duplicate_events_are_dropped_and_counted(inbox, tiny_world, dagster_instance):

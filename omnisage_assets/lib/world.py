@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from omnisage_assets.lib import contracts
+from omnisage_assets.lib.filesystems import filesystem
 
 PIN_ID_BASE = 1_000_000_000
 BOARD_ID_BASE = 2_000_000_000
@@ -320,7 +321,7 @@ def write_world(world: World, days: list[str], out: Path) -> Path:
 def day_files(folder: str) -> dict[str, int]:
     """``{file name: modification time in ns}`` of the Parquet files in a local folder or
     under an ``s3://`` prefix (empty when it does not exist)."""
-    fs, path = pafs.FileSystem.from_uri(folder) if "://" in folder else (pafs.LocalFileSystem(), str(Path(folder).resolve()))
+    fs, path = filesystem(folder)
     found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     return {i.base_name: i.mtime_ns for i in found if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")}
 
