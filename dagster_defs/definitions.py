@@ -35,7 +35,7 @@ def storage_root() -> str:
 def build_definitions(root: Path | str | None = None, world: WorldResource | None = None) -> dg.Definitions:
     root = str(root or storage_root())
     # Local files the remote storage needs (trainer output, scratch, caches); None: the root.
-    work = os.environ.get("OMNISAGE_WORK", ".omnisage_work") if is_remote(root) else None
+    work = str(Path(os.environ.get("OMNISAGE_WORK", ".omnisage_work")).resolve()) if is_remote(root) else None
     world = world or WorldResource(
         scale=os.environ.get("OMNISAGE_WORLD", "demo"),
         path=os.environ.get("OMNISAGE_WORLD_PATH") or None,
@@ -51,7 +51,7 @@ def build_definitions(root: Path | str | None = None, world: WorldResource | Non
             "io_manager": ParquetIOManager(
                 root=join_uri(root, "assets"), local_copies=join_uri(work, "asset_copies") if work else None
             ),
-            "storage": StorageResource(root=root, work=str(Path(work).resolve()) if work else None),
+            "storage": StorageResource(root=root, work=work),
             "world": world,
             "lancedb": LanceDBResource(uri=join_uri(root, "lancedb")),
             # Training runs in its own process (or ECS GPU task) and reports back through Dagster Pipes.
