@@ -36,10 +36,10 @@ DATASET ?= ml-100k
 STEPS ?= 300
 TRAINING ?=
 comma := ,
+EVAL_TRAINING = {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}
+EVAL_CONFIG = {"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": $(EVAL_TRAINING), "sequential_training": $(EVAL_TRAINING)}}}}
 eval: setup dagster-home
-	$(VENV)/bin/dagster asset materialize -m dagster_defs.definitions --select real_data_study \
-		--config-json '{"ops": {"real_data_study": {"config": {"dataset": "$(DATASET)", "training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}, \
-		"sequential_training": {"steps": $(STEPS)$(if $(TRAINING),$(comma) $(TRAINING))}}}}}'
+	$(VENV)/bin/dagster asset materialize -m dagster_defs.definitions --select real_data_study --config-json '$(EVAL_CONFIG)'
 	@echo "report: $(OMNISAGE_HOME)/study/$(DATASET)/report.md"
 
 # The UI test drives Debian's chromium through playwright (no browser download).

@@ -4,7 +4,11 @@ encoder), train and score where the GPU is (torch and pyarrow only).
 
     python benchmarks/sequential_protocol.py prepare --dataset ml-1m --out DIR
     python benchmarks/sequential_protocol.py train --inputs DIR --device cuda --steps 20000 \\
-        --config '{"seq_max_len": 200, "user_batch_size": 256}'
+        --config '{"seq_max_len": 200, "user_batch_size": 256, "pin_candidates": "all"}'
+
+With 200 dense queries per user, in-batch candidates would grow with the batch (51,200
+positives per task and step); ``pin_candidates: "all"`` bounds them by the catalogue (3,883
+Pins), an exact softmax.
 
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
@@ -74,6 +78,7 @@ def train(inputs: Path, device: str, steps: int, overrides: dict) -> dict:
         lambda dims: ModelConfig(**model_settings, **dims),
         TrainConfig.from_dict({**settings, "log_every": max(1, steps // 20)}),
         device,
+        log=lambda record: print(json.dumps(record), file=sys.stderr, flush=True),  # progress; stdout stays one JSON
     )
     published = PUBLISHED_ML1M if dataset["dataset"] == "ml-1m" else {}
     return {

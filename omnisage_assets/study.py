@@ -96,6 +96,7 @@ def real_data_study(context: dg.AssetExecutionContext, config: StudyConfig, stor
         loo = run_leave_one_out(
             sequential.bundle, sequential.test, sequential.popularity_source,
             seq.to_model_config, seq.to_train_config(), seq.resolved_device(),
+            log=lambda r: context.log.info(f"leave-one-out step {r['step']}/{seq.steps}: loss {r['loss']:.3f}, {r['seconds']:.0f} s"),
         )
         context.log.info(f"leave-one-out: {json.dumps(loo)}")
         by_table["sequential"] = _sequential_rows(loo, config.dataset)

@@ -86,11 +86,13 @@ class TrainingRunConfig(dg.Config):
     max_neighbors_per_subgraph: int | None = 12
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 128
+    dropout: float = 0.0
     steps: int = 300
     pair_batch_size: int = 256
     user_batch_size: int = 32
     feature_batch_size: int = 128
     random_negatives: int = 512
+    pin_candidates: str = "sampled"  # or "all": every Pin, an exact softmax (catalogues of thousands)
     temperature: float = 0.05
     lr: float = 3e-3
     warmup_steps: int = 30

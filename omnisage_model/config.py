@@ -44,6 +44,11 @@ class TrainConfig:
     pair_batch_size: int = 512
     user_batch_size: int = 64
     random_negatives: int = 1024
+    # Candidates of the Pin-retrieving tasks (entity-entity, user-entity). "sampled": the batch's
+    # positives plus ``random_negatives`` uniform Pins, logQ-corrected (any catalogue). "all":
+    # every Pin, an exact softmax with nothing to correct; for catalogues of thousands, where
+    # a step embeds most Pins anyway (MovieLens: the standard sequential protocol).
+    pin_candidates: str = "sampled"
     temperature: float = 0.05
     lr: float = 5e-3
     weight_decay: float = 0.01
@@ -64,6 +69,10 @@ class TrainConfig:
     # scatter-adds otherwise differ in the last bits, which training amplifies).
     deterministic: bool = False
     log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.pin_candidates not in ("sampled", "all"):
+            raise ValueError(f"pin_candidates must be 'sampled' or 'all', not {self.pin_candidates!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

@@ -179,6 +179,8 @@ def _train(
     }
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else torch.autocast("cpu", enabled=False)
     chunk = config.loss_chunk_size
+    all_pins = config.pin_candidates == "all"
+    no_correction = torch.zeros(n_pins, device=device)
 
     history: list[dict[str, float]] = []
     first_step, elapsed = 0, 0.0
@@ -196,7 +198,8 @@ def _train(
     start = time.perf_counter() - elapsed
     for step in range(first_step, config.steps):
         model.train()
-        batch = StepBatch(random=torch.randint(0, n_pins, (config.random_negatives,), generator=g))
+        random = torch.arange(n_pins) if all_pins else torch.randint(0, n_pins, (config.random_negatives,), generator=g)
+        batch = StepBatch(random=random)
         if use_pairs:
             b = torch.randint(0, len(tasks.pair_query), (config.pair_batch_size,), generator=g)
             batch.pair_query, batch.pair_positive = tasks.pair_query[b], tasks.pair_positive[b]
@@ -216,6 +219,9 @@ def _train(
             part = 1
 
             def contrastive(queries: torch.Tensor, positive_emb: torch.Tensor, positives: torch.Tensor, sketch: str) -> torch.Tensor:
+                if all_pins and sketch in ("pair", "user"):  # the feature task may retrieve boards
+                    # Column i of the candidates is Pin i: the positives are their own targets.
+                    return sampled_softmax_loss(queries, rand_emb, positives.to(device), rand_ids, no_correction, config.temperature, chunk)
                 log_q = _log_q(sketches[sketch], positives, len(batch.random), n_pins).to(device)
                 cand = torch.cat([positive_emb, rand_emb])
                 cand_ids = torch.cat([positives.to(device), rand_ids])

@@ -1,6 +1,8 @@
 """The real-data study: its protocol guards, its ablations' inputs, and the asset on ML-100K."""
 
 import json
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,6 +70,24 @@ def test_the_study_on_movielens_100k_through_dagster(tmp_path, dagster_instance)
     assert "## Sequential protocol: leave-one-out" in text
     metadata = dagster_instance.get_latest_materialization_event(dg.AssetKey("real_data_study")).asset_materialization.metadata
     assert "table_methods" in metadata and metadata["recall_at_10/OmniSage/pin->pin"].value == scores["OmniSage"]["pin->pin"]
+
+
+def test_make_eval_launches_the_study_with_a_config_dagster_accepts(tmp_path):
+    """``make eval DATASET= STEPS= TRAINING=`` (README): its run config parses and validates."""
+    from dagster_defs.definitions import build_definitions
+
+    dry_run = subprocess.run(
+        ["make", "-n", "eval", "DATASET=ml-1m", "STEPS=7", 'TRAINING="seq_max_len": 128, "pin_candidates": "all"'],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
+    ).stdout
+    command = shlex.split(next(line for line in dry_run.splitlines() if "--config-json" in line))
+    run_config = json.loads(command[command.index("--config-json") + 1])
+    config = run_config["ops"]["real_data_study"]["config"]
+    assert config["dataset"] == "ml-1m"
+    for section in ("training", "sequential_training"):
+        assert config[section] == {"steps": 7, "seq_max_len": 128, "pin_candidates": "all"}
+    job = build_definitions(root=tmp_path).resolve_implicit_global_asset_job_def()
+    assert dg.validate_run_config(job.get_subset(asset_selection={dg.AssetKey("real_data_study")}), run_config)
 
 
 def test_hit_rate_and_ndcg_rank_the_target_among_unseen_items():

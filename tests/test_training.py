@@ -84,6 +84,33 @@ def test_entity_feature_task_alone_trains_the_entity_embedders(bundle):  # noqa:
     assert last < first
 
 
+def test_all_pin_candidates_make_the_pin_tasks_an_exact_softmax_over_every_pin(bundle, monkeypatch):  # noqa: F811
+    """``pin_candidates="all"``: the entity-entity and user tasks score every Pin, with no logQ
+    correction, each query's own Pin as its target; the feature task (which may retrieve
+    boards) keeps its in-batch candidates."""
+    import omnisage_model.train as train_module
+
+    config = _config(feature_mlp_hidden=32)
+    store, tasks = load_training_inputs(bundle, config)
+    calls = []
+
+    def recording_loss(queries, candidates, target, candidate_ids, log_q, temperature, chunk_size=None):
+        calls.append((len(queries), candidates.shape[0], target, candidate_ids, log_q))
+        return sampled_softmax_loss(queries, candidates, target, candidate_ids, log_q, temperature, chunk_size)
+
+    monkeypatch.setattr(train_module, "sampled_softmax_loss", recording_loss)
+    result = train(store, tasks, config, _train_config(pin_candidates="all", steps=1))
+    pair, *features, user_next, user_future = calls
+    every_pin = torch.arange(store.n_pins)
+    for n_queries, n_candidates, target, ids, log_q in (pair, user_next, user_future):
+        assert n_candidates == store.n_pins and torch.equal(ids, every_pin)
+        assert not log_q.any() and len(target) == n_queries and bool((target < store.n_pins).all())
+    assert features and all(n_candidates == n_queries + store.n_pins for n_queries, n_candidates, *_ in features)
+    assert np.isfinite(result.history[0]["loss"])
+    with pytest.raises(ValueError, match="pin_candidates"):
+        TrainConfig(pin_candidates="every")
+
+
 def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupted_one_does(bundle, tmp_path):  # noqa: F811
     config = _config(feature_mlp_hidden=32)
     store, tasks = load_training_inputs(bundle, config)

@@ -30,14 +30,16 @@ def run_leave_one_out(
     model_config: Callable[[dict[str, int]], ModelConfig],
     train_config: TrainConfig,
     device: str = "cpu",
+    log: Callable[[dict[str, float]], None] | None = None,
 ) -> dict:
     """OmniSage (all tasks) trained on ``bundle`` (everything but each user's last item), then
     HR@10 and NDCG@10 of its user embeddings, beside popularity (counted over
-    ``popularity_source``'s Pins), on that last item (``test``)."""
+    ``popularity_source``'s Pins), on that last item (``test``). ``log`` receives the training
+    records (loss, seconds) as they come."""
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
     start = time.perf_counter()
-    result = train(store, tasks, config, train_config, device=device)
+    result = train(store, tasks, config, train_config, device=device, log=log)
     seconds = time.perf_counter() - start
     pins = embed_nodes(result.model, store, device=device)[: store.n_pins]
     users = embed_users(result.model, pins, tasks, device=device)
