@@ -105,6 +105,10 @@ def test_all_pin_candidates_make_the_pin_tasks_an_exact_softmax_over_every_pin(b
     for n_queries, n_candidates, target, ids, log_q in (pair, user_next, user_future):
         assert n_candidates == store.n_pins and torch.equal(ids, every_pin)
         assert not log_q.any() and len(target) == n_queries and bool((target < store.n_pins).all())
+    # The step's pair sample (train() draws it first from its seeded generator): targets are its positive Pins.
+    drawn = torch.randint(0, len(tasks.pair_query), (32,), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pair[2], tasks.pair_positive[drawn])
+    assert bool(torch.isin(user_next[2], tasks.sequences[tasks.sequences >= 0]).all())
     assert features and all(n_candidates == n_queries + store.n_pins for n_queries, n_candidates, *_ in features)
     assert np.isfinite(result.history[0]["loss"])
     with pytest.raises(ValueError, match="pin_candidates"):
