@@ -19,9 +19,10 @@ import dagster as dg
 from dagster_defs.automation import schedules, sensors
 from dagster_defs.io_managers import ParquetIOManager
 from dagster_defs.jobs import catalog_job, daily_model_job, daily_pipeline_job, evaluation_job, ingest_job
-from dagster_defs.resources import LanceDBResource, StorageResource, WorldResource, is_remote, join_uri
+from dagster_defs.resources import LanceDBResource, StorageResource, WorldResource, join_uri
 from dagster_defs.training_launchers import training_launcher_from_env
 from omnisage_assets import content, embeddings, evaluation, graph, ingest, sampling, study, training
+from omnisage_assets.lib.filesystems import is_remote
 
 ASSET_MODULES = [ingest, content, graph, sampling, training, embeddings, evaluation, study]
 

@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from omnisage_assets.lib.filesystems import filesystem
+from omnisage_assets.lib.filesystems import filesystem, is_remote
 
 UNPARTITIONED = "__all__"
 
@@ -114,7 +114,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         found = [p for p in (base, f"{base}.parquet") if self._kind(p) != pafs.FileType.NotFound]
         if not found:
             raise self._missing(asset_key, f"{base}(.parquet)")
-        if "://" not in self.root:
+        if not is_remote(self.root):
             return Path(found[0])
         if not self.local_copies:
             raise ValueError(f"{self.root} is remote: set local_copies for {asset_key.to_user_string()}")

@@ -15,7 +15,7 @@ import dagster as dg
 import lancedb
 import pyarrow.fs as pafs
 
-from omnisage_assets.lib.filesystems import filesystem
+from omnisage_assets.lib.filesystems import filesystem, is_remote
 from omnisage_assets.lib.real_data import PRESETS as REAL_PRESETS
 from omnisage_assets.lib.real_data import RealWorld
 from omnisage_assets.lib.world import PRESETS, ParquetWorld, SyntheticWorld, World
@@ -28,10 +28,6 @@ def join_uri(root: str, *parts: str) -> str:
         if part.startswith("/") or ".." in PurePosixPath(part).parts:
             raise ValueError(f"{part!r} escapes the storage root {root}")
     return "/".join([root.rstrip("/"), *parts])
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri
 
 
 class StorageResource(dg.ConfigurableResource):
