@@ -10,6 +10,9 @@ With 200 dense queries per user, in-batch candidates would grow with the batch (
 positives per task and step); ``pin_candidates: "all"`` bounds them by the catalogue (3,883
 Pins), an exact softmax.
 
+A run longer than one sitting (a GPU call's time limit) takes ``--state-dir``: rerun with the
+same arguments, it resumes from the last state there.
+
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
 """
@@ -66,8 +69,8 @@ def write_inputs(data, dataset: str, out: Path) -> None:
     (out / "dataset.json").write_text(json.dumps({"dataset": dataset}))
 
 
-def train(inputs: Path, device: str, steps: int, overrides: dict) -> dict:
-    settings = {**DEFAULTS, **overrides, "steps": steps}
+def train(inputs: Path, device: str, steps: int, overrides: dict, state_dir: Path | None = None) -> dict:
+    settings = {**DEFAULTS, **({"checkpoint_every": 500} if state_dir else {}), **overrides, "steps": steps}
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
     dataset = json.loads((inputs / "dataset.json").read_text())
     model_settings = {k: v for k, v in settings.items() if k in model_fields}  # the data gives the widths
@@ -79,6 +82,7 @@ def train(inputs: Path, device: str, steps: int, overrides: dict) -> dict:
         TrainConfig.from_dict({**settings, "log_every": max(1, steps // 20)}),
         device,
         log=lambda record: print(json.dumps(record), file=sys.stderr, flush=True),  # progress; stdout stays one JSON
+        state_dir=state_dir,
     )
     published = PUBLISHED_ML1M if dataset["dataset"] == "ml-1m" else {}
     return {
@@ -103,11 +107,16 @@ def main() -> None:
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--config", type=json.loads, default={}, help="JSON of model and training settings")
     t.add_argument("--out", type=Path, default=None)
+    t.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="resumable training state (every checkpoint_every steps, 500 unless --config says): "
+        "a killed or timed-out run, rerun with the same arguments, goes on from it",
+    )
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.dataset, args.out, args.text_cache)
         return
-    report = train(args.inputs, args.device, args.steps, args.config)
+    report = train(args.inputs, args.device, args.steps, args.config, args.state_dir)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

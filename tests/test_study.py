@@ -118,6 +118,14 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     import sequential_protocol
 
     sequential_protocol.write_inputs(data, "tiny", tmp_path / "inputs")
-    report = sequential_protocol.train(tmp_path / "inputs", "cpu", 3, {"warmup_steps": 1, **SMALL})
-    assert report["users"] == data.test.num_rows and report["steps"] == 3
+    report = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, {"warmup_steps": 1, **SMALL})
+    assert report["users"] == data.test.num_rows and report["steps"] == 4
     assert 0 <= report["omnisage"]["ndcg_at_10"] <= report["omnisage"]["hr_at_10"] <= 1
+
+    # A run split over two sittings (a GPU call's time limit) scores what the one-sitting run does.
+    split = {"warmup_steps": 1, "checkpoint_every": 2, **SMALL}
+    state = tmp_path / "state"
+    first = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state)  # leaves step 2's state
+    resumed = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state)
+    assert (first["resumed_from_step"], resumed["resumed_from_step"]) == (0, 2)
+    assert resumed["omnisage"] == first["omnisage"] == report["omnisage"]

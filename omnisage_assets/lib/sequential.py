@@ -4,8 +4,8 @@ a bundle prepared elsewhere: ``benchmarks/sequential_protocol.py``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,16 +31,17 @@ def run_leave_one_out(
     train_config: TrainConfig,
     device: str = "cpu",
     log: Callable[[dict[str, float]], None] | None = None,
+    state_dir: Path | None = None,
 ) -> dict:
     """OmniSage (all tasks) trained on ``bundle`` (everything but each user's last item), then
     HR@10 and NDCG@10 of its user embeddings, beside popularity (counted over
     ``popularity_source``'s Pins), on that last item (``test``). ``log`` receives the training
-    records (loss, seconds) as they come."""
+    records (loss, seconds) as they come. With ``state_dir`` (and ``train_config.checkpoint_every``)
+    training leaves resumable states there and resumes from one: a run longer than one sitting
+    (a GPU call's time limit, a CPU session) goes on where the last stopped."""
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
-    start = time.perf_counter()
-    result = train(store, tasks, config, train_config, device=device, log=log)
-    seconds = time.perf_counter() - start
+    result = train(store, tasks, config, train_config, device=device, log=log, state_dir=state_dir)
     pins = embed_nodes(result.model, store, device=device)[: store.n_pins]
     users = embed_users(result.model, pins, tasks, device=device)
     user_row = {u: i for i, u in enumerate(tasks.user_ids)}
@@ -59,5 +60,6 @@ def run_leave_one_out(
         "omnisage": {"hr_at_10": hr, "ndcg_at_10": ndcg},
         "popularity": {"hr_at_10": pop_hr, "ndcg_at_10": pop_ndcg},
         "steps": train_config.steps,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(result.seconds, 1),  # across resumed sittings
+        "resumed_from_step": result.resumed_from_step,
     }
