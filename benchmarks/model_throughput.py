@@ -59,6 +59,7 @@ def synthetic_store(
         nbr_index=nbr_index,
         nbr_score=score,
         nbr_subgraph=torch.cat([torch.zeros(n, k - pin_pin_pins), torch.ones(n, pin_pin_pins)], dim=1).long(),
+        id_key=torch.arange(n),
     )
 
 

@@ -25,6 +25,11 @@ class ModelConfig:
     # Best-scored neighbour tokens kept per subgraph (None: all sampled, 25+75 and 50 in the paper).
     max_neighbors_per_subgraph: int | None = None
     dropout: float = 0.0
+    # Not in the paper: a learned token per Pin id, hashed into this many buckets (0: none, the
+    # paper's content-only embedder; size it to the catalogue). For catalogues whose content
+    # cannot tell items apart (MovieLens: a title and genres). It makes Pin embeddings partly
+    # transductive: a Pin unseen in training lands in a bucket that other Pins trained.
+    id_buckets: int = 0
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024

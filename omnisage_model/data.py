@@ -96,6 +96,7 @@ class FeatureStore:
     nbr_index: torch.Tensor  # (N, K) global node index, -1 = padding
     nbr_score: torch.Tensor  # (N, K)
     nbr_subgraph: torch.Tensor  # (N, K) index into SUBGRAPHS
+    id_key: torch.Tensor  # (N,) stable hash of (type, id), for the model's id buckets (entity_keys)
 
     @property
     def n_pins(self) -> int:
@@ -152,6 +153,17 @@ def _text_embedding(table: pa.Table, name: str, dim: int) -> np.ndarray:
     matrix = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
     _finite(matrix, name, "text_embedding")
     return matrix
+
+
+def entity_keys(ids: np.ndarray, entity_type: int) -> np.ndarray:
+    """Non-negative int64 keys of (type, id), the same in every bundle and process (splitmix64),
+    so an entity keeps its id bucket from one day's training to the next."""
+    with np.errstate(over="ignore"):
+        z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(entity_type + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(1)).astype(np.int64)
 
 
 def build_feature_store(
@@ -213,6 +225,7 @@ def build_feature_store(
         nbr_index=torch.empty(0),
         nbr_score=torch.empty(0),
         nbr_subgraph=torch.empty(0),
+        id_key=torch.from_numpy(np.concatenate([entity_keys(pin_ids, PIN_TYPE), entity_keys(board_ids, BOARD_TYPE)])),
     )
     _attach_neighborhoods(store, tables["neighborhoods"], max_neighbors_per_subgraph)
     return store

@@ -27,8 +27,8 @@ class FeatureTokenizer(nn.Module):
     """Each raw feature of each entity type becomes one width-``D`` token through a small MLP.
 
     Tokens, in order: hashed n-gram text bag, pretrained text vector (when the config has
-    one), image, log degree. A missing feature (no text, no image; boards have no image) is
-    masked out rather than fed as zeros.
+    one), image, log degree, Pin id (when ``id_buckets``). A missing feature (no text, no
+    image; boards have no image or id token) is masked out rather than fed as zeros.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -43,7 +43,8 @@ class FeatureTokenizer(nn.Module):
         )
         self.image = mlp(config.image_dim, d, d)
         self.degree = nn.ModuleList([mlp(1, d, d) for _ in ENTITY_TYPES])
-        self.slot = nn.Embedding(4 if self.text_embedding is not None else 3, d)
+        self.entity_id = nn.Embedding(config.id_buckets, d) if config.id_buckets else None
+        self.slot = nn.Embedding(3 + (self.text_embedding is not None) + (self.entity_id is not None), d)
 
     def forward(self, store: FeatureStore, idx: torch.Tensor, entity_type: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens (n, T, D) and their mask (n, T) for nodes ``idx``, all of ``entity_type``."""
@@ -61,6 +62,13 @@ class FeatureTokenizer(nn.Module):
             mask.append(torch.zeros_like(has_text))
         tokens.append(self.degree[entity_type](store.log_degree[idx, None]))
         mask.append(torch.ones_like(has_text))
+        if self.entity_id is not None:  # Pins only: the catalogue that retrieval ranks
+            if entity_type == PIN_TYPE:
+                tokens.append(self.entity_id(store.id_key[idx] % self.entity_id.num_embeddings))
+                mask.append(torch.ones_like(has_text))
+            else:
+                tokens.append(torch.zeros_like(tokens[0]))
+                mask.append(torch.zeros_like(has_text))
         return torch.stack(tokens, dim=1) + self.slot.weight, torch.stack(mask, dim=1)
 
     def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from omnisage_assets.lib.random_walks import SamplingConfig, sample_neighborhood
 from omnisage_assets.lib.text_features import content_features, hashed_ngrams
 from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from omnisage_model.config import ModelConfig
-from omnisage_model.data import BundleError
+from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.losses import CountMinSketch, sampled_softmax_loss
 from omnisage_model.model import OmniSage
@@ -80,6 +80,25 @@ def test_neighbor_cap_keeps_the_best_per_subgraph(bundle):
     pin = 0
     capped = store.nbr_index[pin][store.nbr_subgraph[pin] == 0][:2]
     assert torch.equal(capped, full.nbr_index[pin][(full.nbr_subgraph[pin] == 0) & (full.nbr_index[pin] >= 0)][:2])
+
+
+def test_id_tokens_tell_apart_pins_whose_content_and_neighbours_are_the_same(bundle):
+    """Without id tokens (the paper's embedder) two Pins with the same features and neighbours
+    embed identically; with them each id has its own vector, stable across bundles."""
+    pins = bundle["pin_features"]
+    twin = pins.slice(0, 1).set_column(0, "pin_id", pa.array([max(pins["pin_id"].to_pylist()) + 1], pa.int64()))
+    twin_bundle = {**bundle, "pin_features": pa.concat_tables([pins, twin])}
+    for id_buckets, same in ((0, True), (1 << 10, False)):
+        store, _ = load_training_inputs(twin_bundle, _config(id_buckets=id_buckets))
+        store.nbr_index[store.n_pins - 1] = store.nbr_index[0]  # same neighbourhood as Pin 0
+        store.nbr_score[store.n_pins - 1], store.nbr_subgraph[store.n_pins - 1] = store.nbr_score[0], store.nbr_subgraph[0]
+        store.log_degree[store.n_pins - 1] = store.log_degree[0]
+        with torch.no_grad():
+            first, twin = OmniSage(_config(id_buckets=id_buckets)).eval().embed(store, torch.tensor([0, store.n_pins - 1]))
+        assert torch.allclose(first, twin, atol=1e-6) is same
+    again, _ = load_training_inputs(bundle, _config(id_buckets=1 << 10))
+    assert torch.equal(again.id_key[: again.n_pins], store.id_key[: again.n_pins])  # the same ids, the same keys
+    assert entity_keys(np.array([5]), PIN_TYPE) != entity_keys(np.array([5]), BOARD_TYPE)
 
 
 def test_sequence_output_at_step_t_ignores_later_actions():
