@@ -63,12 +63,10 @@ class FeatureTokenizer(nn.Module):
         tokens.append(self.degree[entity_type](store.log_degree[idx, None]))
         mask.append(torch.ones_like(has_text))
         if self.entity_id is not None:  # Pins only: the catalogue that retrieval ranks
-            if entity_type == PIN_TYPE:
-                tokens.append(self.entity_id(store.id_key[idx] % self.entity_id.num_embeddings))
-                mask.append(torch.ones_like(has_text))
-            else:
-                tokens.append(torch.zeros_like(tokens[0]))
-                mask.append(torch.zeros_like(has_text))
+            is_pin = entity_type == PIN_TYPE
+            bucket = store.id_key[idx] % self.entity_id.num_embeddings
+            tokens.append(self.entity_id(bucket) if is_pin else torch.zeros_like(tokens[0]))
+            mask.append(torch.full_like(has_text, is_pin))
         return torch.stack(tokens, dim=1) + self.slot.weight, torch.stack(mask, dim=1)
 
     def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
