@@ -101,6 +101,7 @@ class TrainingRunConfig(dg.Config):
     feature_weight: float = 1.0
     user_weight: float = 1.0
     user_positions: int | None = 8  # sequence steps per user that query the user task; None: all
+    sequence_windows: str = "recent"  # or "random": windows anywhere in a history longer than seq_max_len
     loss_chunk_size: int | None = 256
     checkpoint_every: int = 50  # steps between resumable states: a killed run resumes
     warm_start: bool = True  # start from the previous day's checkpoint when it fits

@@ -69,6 +69,11 @@ class TrainConfig:
     # Sequence steps per user and step that query the user-entity task; None: every step
     # (SASRec's dense objective, the same sequence forward pass for more signal).
     user_positions: int | None = 8
+    # Which ``seq_max_len`` actions of a user a step trains on. "recent": the most recent (what
+    # inference embeds). "random": consecutive actions at a random place in the whole history,
+    # so a history longer than ``seq_max_len`` trains in full (MovieLens-1M: the most recent 64
+    # hold a third of the next-action targets).
+    sequence_windows: str = "recent"
     seed: int = 0
     # torch's deterministic kernels: a rerun or a resumed run matches bit for bit (some CPU
     # scatter-adds otherwise differ in the last bits, which training amplifies).
@@ -78,6 +83,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.pin_candidates not in ("sampled", "all"):
             raise ValueError(f"pin_candidates must be 'sampled' or 'all', not {self.pin_candidates!r}")
+        if self.sequence_windows not in ("recent", "random"):
+            raise ValueError(f"sequence_windows must be 'recent' or 'random', not {self.sequence_windows!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

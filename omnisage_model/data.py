@@ -291,9 +291,13 @@ class TaskData:
 
     pair_query: torch.Tensor  # (M,) global node index
     pair_positive: torch.Tensor  # (M,) global node index (Pins)
-    sequences: torch.Tensor  # (U, T) Pin index, -1 = padding (right)
+    sequences: torch.Tensor  # (U, T) Pin index, -1 = padding (right): each user's most recent actions
     sequence_length: torch.Tensor  # (U,)
     user_ids: np.ndarray
+    # Every action of every user, oldest first, user after user; user u's are
+    # history[history_offsets[u]:history_offsets[u + 1]]. For training windows older than ``sequences``.
+    history: torch.Tensor | None = None
+    history_offsets: torch.Tensor | None = None
 
 
 def build_task_data(tables: dict[str, pa.Table], store: FeatureStore, max_len: int) -> TaskData:
@@ -325,4 +329,6 @@ def build_task_data(tables: dict[str, pa.Table], store: FeatureStore, max_len: i
         sequences=torch.from_numpy(seq),
         sequence_length=torch.from_numpy(kept),
         user_ids=_require_column(seqs, "sequences", "user_id").to_numpy(),
+        history=torch.from_numpy(flat),
+        history_offsets=torch.from_numpy(np.concatenate([[0], ends])),
     )

@@ -60,19 +60,40 @@ def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return f
 
 
+def _training_sequences(
+    tasks: TaskData, users: torch.Tensor, max_len: int, config: TrainConfig, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's sequence (B, T) and length (B,) for each user in ``users``: the most recent
+    ``max_len`` actions ("recent", what inference embeds), or ``max_len`` consecutive actions at
+    a uniformly random place in the whole history ("random"), so that the actions older than
+    the most recent window train the user task too."""
+    if config.sequence_windows == "recent":
+        return tasks.sequences[users], tasks.sequence_length[users]
+    if tasks.history is None or tasks.history_offsets is None:
+        raise ValueError("sequence_windows='random' needs TaskData.history (build_task_data fills it)")
+    first = tasks.history_offsets[users]
+    total = tasks.history_offsets[users + 1] - first
+    lengths = total.clamp(max=max_len)
+    first += (torch.rand(len(users), generator=g) * (total - lengths + 1)).long()
+    position = torch.arange(int(lengths.max()))
+    inside = position < lengths[:, None]
+    index = torch.where(inside, first[:, None] + position, 0)
+    return torch.where(inside, tasks.history[index], -1), lengths
+
+
 def _user_queries(
-    tasks: TaskData, users: torch.Tensor, config: TrainConfig, g: torch.Generator
+    lengths: torch.Tensor, config: TrainConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(batch row, step, next position, future position) for the user-entity task: a sample of
-    ``config.user_positions`` steps per user, or every step that has a next action (None)."""
-    lengths = tasks.sequence_length[users]
+    """(batch row, step, next position, future position) for the user-entity task over sequences
+    of ``lengths``: a sample of ``config.user_positions`` steps per sequence, or every step that
+    has a next action (None)."""
     if config.user_positions is None:
         n_steps = (lengths - 1).clamp_min(0)
-        batch_row = torch.arange(len(users)).repeat_interleave(n_steps)
+        batch_row = torch.arange(len(lengths)).repeat_interleave(n_steps)
         # Position within each user's run of rows: 0 .. n_steps - 1.
         step = torch.arange(len(batch_row)) - (n_steps.cumsum(0) - n_steps).repeat_interleave(n_steps)
     else:
-        batch_row = torch.arange(len(users)).repeat_interleave(config.user_positions)
+        batch_row = torch.arange(len(lengths)).repeat_interleave(config.user_positions)
         n_steps = (lengths - 1).clamp_min(1)[batch_row]
         step = (torch.rand(len(batch_row), generator=g) * n_steps).long()
     ahead = 1 + (torch.rand(len(batch_row), generator=g) * config.future_window).long()
@@ -88,17 +109,17 @@ class StepBatch:
     pair_query: torch.Tensor | None = None
     pair_positive: torch.Tensor | None = None
     feature_nodes: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-    users: torch.Tensor | None = None
+    sequences: torch.Tensor | None = None  # (B, T) Pin index, -1 = padding
+    sequence_length: torch.Tensor | None = None
     user_queries: tuple[torch.Tensor, ...] | None = None
 
-    def nodes(self, tasks: TaskData) -> list[torch.Tensor]:
+    def nodes(self) -> list[torch.Tensor]:
         parts = [self.random]
         if self.pair_query is not None:
             parts += [self.pair_query, self.pair_positive]
         parts += list(self.feature_nodes.values())
-        if self.users is not None:
-            seq = tasks.sequences[self.users]
-            parts.append(seq[seq >= 0])
+        if self.sequences is not None:
+            parts.append(self.sequences[self.sequences >= 0])
         return parts
 
 
@@ -206,9 +227,10 @@ def _train(
         for name, nodes in with_feature.items():
             batch.feature_nodes[name] = nodes[torch.randint(0, len(nodes), (config.feature_batch_size,), generator=g)]
         if use_users:
-            batch.users = eligible_users[torch.randint(0, len(eligible_users), (config.user_batch_size,), generator=g)]
-            batch.user_queries = _user_queries(tasks, batch.users, config, g)
-        parts = batch.nodes(tasks)
+            users = eligible_users[torch.randint(0, len(eligible_users), (config.user_batch_size,), generator=g)]
+            batch.sequences, batch.sequence_length = _training_sequences(tasks, users, model_config.seq_max_len, config, g)
+            batch.user_queries = _user_queries(batch.sequence_length, config, g)
+        parts = batch.nodes()
         nodes, inverse = torch.unique(torch.cat(parts), return_inverse=True)
         slices = dict(zip(range(len(parts)), torch.split(inverse.to(device), [len(p) for p in parts])))
         with autocast:
@@ -236,10 +258,10 @@ def _train(
                 losses[f"feature_{name}"] = contrastive(queries, emb[slices[part]], feature_nodes, f"feature_{name}")
                 part += 1
             if use_users:
-                seq = tasks.sequences[batch.users]
+                seq = batch.sequences
                 seq_emb = torch.zeros(*seq.shape, emb.shape[1], device=device, dtype=emb.dtype)
                 seq_emb[(seq >= 0).to(device)] = emb[slices[part]]
-                out = model.embed_sequence(seq_emb, tasks.sequence_length[batch.users].to(device))
+                out = model.embed_sequence(seq_emb, batch.sequence_length.to(device))
                 brow, ustep, next_pos, future_pos = (t.to(device) for t in batch.user_queries)
                 queries = out[brow, ustep]
                 for name, pos in (("user_next", next_pos), ("user_future", future_pos)):

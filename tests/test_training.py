@@ -12,7 +12,7 @@ from omnisage_model.config import TrainConfig
 from omnisage_model.data import TaskData
 from omnisage_model.losses import sampled_softmax_loss
 from omnisage_model.model import OmniSage
-from omnisage_model.train import _user_queries, load_training_inputs, train
+from omnisage_model.train import _training_sequences, _user_queries, load_training_inputs, train
 
 
 def _loss_inputs():
@@ -53,17 +53,45 @@ def _train_config(**kw) -> TrainConfig:
 
 
 def test_dense_user_queries_cover_every_step_that_has_a_next_action():
-    sequences = torch.tensor([[5, 6, 7, 8], [1, 2, -1, -1], [3, 4, 9, -1]])
-    tasks = TaskData(torch.empty(0), torch.empty(0), sequences, torch.tensor([4, 2, 3]), np.arange(3))
-    users = torch.tensor([2, 0, 1])  # batch rows 0, 1, 2
+    lengths = torch.tensor([3, 4, 2])  # batch rows 0, 1, 2
     config = TrainConfig(user_positions=None, future_window=16)
-    row, step, next_pos, future = _user_queries(tasks, users, config, torch.Generator().manual_seed(0))
+    row, step, next_pos, future = _user_queries(lengths, config, torch.Generator().manual_seed(0))
     assert list(zip(row.tolist(), step.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 0)]
     assert torch.equal(next_pos, step + 1)
     last = torch.tensor([2, 2, 3, 3, 3, 1])  # each user's last position: futures never reach padding
     assert bool(((future > step) & (future <= last)).all())
-    sampled = _user_queries(tasks, users, TrainConfig(user_positions=8), torch.Generator().manual_seed(0))
+    sampled = _user_queries(lengths, TrainConfig(user_positions=8), torch.Generator().manual_seed(0))
     assert len(sampled[0]) == 24 and bool((sampled[2] <= torch.tensor([2, 3, 1]).repeat_interleave(8)).all())
+
+
+def test_random_windows_reach_the_whole_history_and_recent_ones_what_inference_embeds():
+    # Users of 5, 2 and 3 actions, windows of 3 (TaskData.sequences: each user's most recent 3).
+    history, offsets = torch.tensor([10, 11, 12, 13, 14, 20, 21, 30, 31, 32]), torch.tensor([0, 5, 7, 10])
+    sequences = torch.tensor([[12, 13, 14], [20, 21, -1], [30, 31, 32]])
+    tasks = TaskData(torch.empty(0), torch.empty(0), sequences, torch.tensor([3, 2, 3]), np.arange(3), history, offsets)
+    users, g = torch.tensor([0, 1, 2, 0]), torch.Generator().manual_seed(0)
+    recent, recent_lengths = _training_sequences(tasks, users, 3, TrainConfig(), g)
+    assert torch.equal(recent, sequences[users]) and recent_lengths.tolist() == [3, 2, 3, 3]
+    windows = set()
+    for _ in range(40):
+        seq, lengths = _training_sequences(tasks, users, 3, TrainConfig(sequence_windows="random"), g)
+        assert lengths.tolist() == [3, 2, 3, 3]
+        assert seq[1].tolist() == [20, 21, -1] and seq[2].tolist() == [30, 31, 32]  # short histories: all of it
+        windows.update(tuple(seq[row].tolist()) for row in (0, 3))
+    assert windows == {(10, 11, 12), (11, 12, 13), (12, 13, 14)}
+    with pytest.raises(ValueError, match="sequence_windows"):
+        TrainConfig(sequence_windows="oldest")
+
+
+def test_the_training_history_ends_in_each_users_inference_sequence(bundle):  # noqa: F811
+    config = _config(seq_max_len=3)
+    store, tasks = load_training_inputs(bundle, config)
+    totals = tasks.history_offsets.diff()
+    assert len(totals) == len(tasks.user_ids) and int(totals.max()) > 3  # some history is older than the window
+    for user, (end, length) in enumerate(zip(tasks.history_offsets[1:].tolist(), tasks.sequence_length.tolist())):
+        assert tasks.history[end - length : end].tolist() == tasks.sequences[user, :length].tolist()
+    result = train(store, tasks, config, _train_config(sequence_windows="random", steps=2))
+    assert np.isfinite(result.history[-1]["loss_user_next"])
 
 
 def test_entity_feature_task_alone_trains_the_entity_embedders(bundle):  # noqa: F811
