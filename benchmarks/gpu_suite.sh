@@ -44,7 +44,7 @@ cp -r "$INPUTS/minilm_arch/." "$MODEL_DIR"
 $PY -c "import sys, transformers as t; t.AutoModel.from_config(t.AutoConfig.from_pretrained(sys.argv[1])).save_pretrained(sys.argv[1])" "$MODEL_DIR"
 step text_encoder $PY benchmarks/text_encoder.py --model "$MODEL_DIR" --texts 5000 --batch-size 256 --out "$OUT/text_encoder.json"
 if [ -d "$INPUTS/sequential" ]; then
-  GPU_SEQ_CONFIG='{"seq_max_len": 200, "user_batch_size": 256, "seq_width": 256, "seq_layers": 2, "pin_candidates": "all", "dropout": 0.1, "id_buckets": 16384}'
+  GPU_SEQ_CONFIG='{"seq_max_len": 200, "user_batch_size": 256, "seq_width": 256, "seq_layers": 2, "pin_candidates": "all", "dropout": 0.1, "id_buckets": 16384, "sequence_windows": "random"}'
   STEP_TIMEOUT=${SEQ_TIMEOUT:-420} step sequential_protocol $PY benchmarks/sequential_protocol.py train \
     --inputs "$INPUTS/sequential" --device "$DEVICE" --steps "${SEQ_STEPS:-5000}" \
     --config "${SEQ_CONFIG:-$GPU_SEQ_CONFIG}" \
