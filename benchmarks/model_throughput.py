@@ -71,6 +71,8 @@ def pair_tasks(n_pins: int, n_pairs: int = 100_000, seed: int = 1) -> TaskData:
         sequences=torch.full((0, 1), -1, dtype=torch.long),
         sequence_length=torch.zeros(0, dtype=torch.long),
         user_ids=np.zeros(0, dtype=np.int64),
+        history=torch.zeros(0, dtype=torch.long),
+        history_offsets=torch.zeros(1, dtype=torch.long),
     )
 
 

@@ -296,8 +296,24 @@ class TaskData:
     user_ids: np.ndarray
     # Every action of every user, oldest first, user after user; user u's are
     # history[history_offsets[u]:history_offsets[u + 1]]. For training windows older than ``sequences``.
-    history: torch.Tensor | None = None
-    history_offsets: torch.Tensor | None = None
+    history: torch.Tensor
+    history_offsets: torch.Tensor  # (U + 1,)
+
+
+def history_windows(
+    history: torch.Tensor, offsets: torch.Tensor, users: torch.Tensor, max_len: int, where: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (B, T) of up to ``max_len`` consecutive actions of each of ``users``, -1 padded on
+    the right, and their lengths (B,). ``where`` (B,) in [0, 1) places each window along the
+    user's history (0: the oldest); None takes the most recent actions."""
+    first = offsets[users]
+    total = offsets[users + 1] - first
+    lengths = total.clamp(max=max_len)
+    first += total - lengths if where is None else (where * (total - lengths + 1)).long()
+    position = torch.arange(max(int(lengths.max()) if len(lengths) else 0, 1))
+    inside = position < lengths[:, None]
+    index = torch.where(inside, first[:, None] + position, 0)
+    return torch.where(inside, history[index], -1), lengths
 
 
 def build_task_data(tables: dict[str, pa.Table], store: FeatureStore, max_len: int) -> TaskData:
@@ -312,23 +328,17 @@ def build_task_data(tables: dict[str, pa.Table], store: FeatureStore, max_len: i
 
     seqs = tables["sequences"]
     pin_lists = _require_column(seqs, "sequences", "pin_ids").combine_chunks()
-    # Keep the most recent max_len actions of each user.
     lengths = pc.list_value_length(pin_lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = store.pin_index(pc.list_flatten(pin_lists).to_numpy(), "sequences.pin_ids")
-    ends = np.cumsum(lengths)
-    starts = np.maximum(ends - max_len, ends - lengths)
-    kept = np.minimum(lengths, max_len)
-    seq = np.full((len(lengths), max(int(kept.max(initial=1)), 1)), -1, np.int64)
-    row = np.repeat(np.arange(len(lengths)), kept)
-    pos = np.arange(kept.sum()) - np.repeat(np.concatenate([[0], np.cumsum(kept)[:-1]]), kept)
-    src = np.repeat(starts, kept) + pos
-    seq[row, pos] = flat[src]
+    history = torch.from_numpy(store.pin_index(pc.list_flatten(pin_lists).to_numpy(), "sequences.pin_ids"))
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]))
+    # What inference embeds: the most recent max_len actions of each user.
+    seq, kept = history_windows(history, offsets, torch.arange(len(lengths)), max_len)
     return TaskData(
         pair_query=torch.from_numpy(query),
         pair_positive=torch.from_numpy(positive),
-        sequences=torch.from_numpy(seq),
-        sequence_length=torch.from_numpy(kept),
+        sequences=seq,
+        sequence_length=kept,
         user_ids=_require_column(seqs, "sequences", "user_id").to_numpy(),
-        history=torch.from_numpy(flat),
-        history_offsets=torch.from_numpy(np.concatenate([[0], ends])),
+        history=history,
+        history_offsets=offsets,
     )

@@ -35,7 +35,15 @@ from omnisage_model.checkpoint import (
     save_training_state,
 )
 from omnisage_model.config import ModelConfig, TrainConfig
-from omnisage_model.data import FeatureStore, TaskData, build_feature_store, build_task_data, feature_dims, read_bundle
+from omnisage_model.data import (
+    FeatureStore,
+    TaskData,
+    build_feature_store,
+    build_task_data,
+    feature_dims,
+    history_windows,
+    read_bundle,
+)
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
 from omnisage_model.model import OmniSage, feature_widths
 
@@ -69,16 +77,8 @@ def _training_sequences(
     the most recent window train the user task too."""
     if config.sequence_windows == "recent":
         return tasks.sequences[users], tasks.sequence_length[users]
-    if tasks.history is None or tasks.history_offsets is None:
-        raise ValueError("sequence_windows='random' needs TaskData.history (build_task_data fills it)")
-    first = tasks.history_offsets[users]
-    total = tasks.history_offsets[users + 1] - first
-    lengths = total.clamp(max=max_len)
-    first += (torch.rand(len(users), generator=g) * (total - lengths + 1)).long()
-    position = torch.arange(int(lengths.max()))
-    inside = position < lengths[:, None]
-    index = torch.where(inside, first[:, None] + position, 0)
-    return torch.where(inside, tasks.history[index], -1), lengths
+    where = torch.rand(len(users), generator=g)
+    return history_windows(tasks.history, tasks.history_offsets, users, max_len, where)
 
 
 def _user_queries(
