@@ -47,7 +47,7 @@ if [ -d "$INPUTS/sequential" ]; then
   GPU_SEQ_CONFIG='{"seq_max_len": 200, "user_batch_size": 256, "seq_width": 256, "seq_layers": 2, "pin_candidates": "all", "dropout": 0.1, "id_buckets": 16384, "sequence_windows": "random"}'
   STEP_TIMEOUT=${SEQ_TIMEOUT:-420} step sequential_protocol $PY benchmarks/sequential_protocol.py train \
     --inputs "$INPUTS/sequential" --device "$DEVICE" --steps "${SEQ_STEPS:-5000}" \
-    --config "${SEQ_CONFIG:-$GPU_SEQ_CONFIG}" \
+    --config "${SEQ_CONFIG:-$GPU_SEQ_CONFIG}" --score-every "${SEQ_SCORE_EVERY:-1000}" \
     --out "$OUT/sequential_protocol.json"
 fi
 grep -h -A3 '"training_triplets_per_s"\|"inference_nodes_per_s"' "$OUT/model_throughput.json" | head -4

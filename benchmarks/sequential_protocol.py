@@ -11,7 +11,8 @@ positives per task and step); ``pin_candidates: "all"`` bounds them by the catal
 Pins), an exact softmax.
 
 A run longer than one sitting (a GPU call's time limit) takes ``--state-dir``: rerun with the
-same arguments, it resumes from the last state there.
+same arguments, it resumes from the last state there. ``--score-every N`` adds the learning
+curve: HR@10 and NDCG@10 every N steps, kept in the resumable state across sittings.
 
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
@@ -69,7 +70,9 @@ def write_inputs(data, dataset: str, out: Path) -> None:
     (out / "dataset.json").write_text(json.dumps({"dataset": dataset}))
 
 
-def train(inputs: Path, device: str, steps: int, overrides: dict, state_dir: Path | None = None) -> dict:
+def train(
+    inputs: Path, device: str, steps: int, overrides: dict, state_dir: Path | None = None, score_every: int = 0
+) -> dict:
     settings = {**DEFAULTS, **({"checkpoint_every": 500} if state_dir else {}), **overrides, "steps": steps}
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
     dataset = json.loads((inputs / "dataset.json").read_text())
@@ -83,6 +86,7 @@ def train(inputs: Path, device: str, steps: int, overrides: dict, state_dir: Pat
         device,
         log=lambda record: print(json.dumps(record), file=sys.stderr, flush=True),  # progress; stdout stays one JSON
         state_dir=state_dir,
+        score_every=score_every,
     )
     published = PUBLISHED_ML1M if dataset["dataset"] == "ml-1m" else {}
     return {
@@ -112,11 +116,15 @@ def main() -> None:
         help="resumable training state (every checkpoint_every steps, 500 unless --config says): "
         "a killed or timed-out run, rerun with the same arguments, goes on from it",
     )
+    t.add_argument(
+        "--score-every", type=int, default=0,
+        help="also score HR@10 / NDCG@10 every this many steps: the report's learning curve",
+    )
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.dataset, args.out, args.text_cache)
         return
-    report = train(args.inputs, args.device, args.steps, args.config, args.state_dir)
+    report = train(args.inputs, args.device, args.steps, args.config, args.state_dir, args.score_every)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

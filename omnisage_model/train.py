@@ -54,6 +54,8 @@ class TrainResult:
     history: list[dict[str, float]]
     seconds: float
     resumed_from_step: int = 0  # 0: started from scratch (or from ``init_from``)
+    # ``evaluate``'s scores during training, each with its step: a learning curve in held-out terms.
+    evaluations: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -138,6 +140,8 @@ def train(
     log: Callable[[dict[str, float]], None] | None = None,
     state_dir: Path | None = None,
     build_model: Callable[[ModelConfig], torch.nn.Module] = OmniSage,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    evaluate_every: int = 0,
 ) -> TrainResult:
     """Train for ``config.steps`` steps: L = l_p L_pair + l_f L_feature + l_s (L_next + L_future).
 
@@ -145,9 +149,17 @@ def train(
     steps, and a run that finds one there continues from it (a killed run resumes).
     ``build_model`` swaps the architecture (a baseline with ``embed`` only trains the
     entity-entity task).
+
+    ``evaluate`` scores the model (in eval mode, no gradients) every ``evaluate_every`` steps
+    before the last; its records go to ``log`` too and land in ``TrainResult.evaluations`` and
+    in the resumable state, so a resumed run's curve is whole. It must not draw random
+    numbers, so that a scored run trains exactly as an unscored one; its time is left out of
+    ``seconds``.
     """
     with _deterministic_algorithms(config.deterministic):
-        return _train(store, tasks, model_config, config, init_from, device, log, state_dir, build_model)
+        return _train(
+            store, tasks, model_config, config, init_from, device, log, state_dir, build_model, evaluate, evaluate_every
+        )
 
 
 @contextlib.contextmanager
@@ -173,6 +185,8 @@ def _train(
     log: Callable[[dict[str, float]], None] | None,
     state_dir: Path | None,
     build_model: Callable[[ModelConfig], torch.nn.Module],
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None,
+    evaluate_every: int,
 ) -> TrainResult:
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
@@ -204,6 +218,7 @@ def _train(
     no_correction = torch.zeros(n_pins, device=device)
 
     history: list[dict[str, float]] = []
+    evaluations: list[dict[str, float]] = []
     first_step, elapsed = 0, 0.0
     configs = {"model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config)}
     if state_dir is not None:
@@ -211,6 +226,7 @@ def _train(
     if state_dir is not None and _same_configs(Path(state_dir), configs):
         extra, meta = load_training_state(state_dir, model, opt, sched)
         first_step, history, elapsed = meta["step"], meta["history"], meta["seconds"]
+        evaluations = meta.get("evaluations", [])
         g.set_state(extra["generator"])
         torch.set_rng_state(extra["torch_rng"])
         for name, sketch in sketches.items():
@@ -293,6 +309,14 @@ def _train(
             if log is not None:
                 log(record)
         done = step + 1
+        if evaluate is not None and evaluate_every and done % evaluate_every == 0 and done < config.steps:
+            began = time.perf_counter()
+            model.eval()
+            with torch.no_grad():
+                evaluations.append({"step": done, **evaluate(model)})
+            if log is not None:
+                log(evaluations[-1])
+            start += time.perf_counter() - began  # ``seconds`` counts training only
         if state_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             save_training_state(
                 state_dir,
@@ -308,11 +332,12 @@ def _train(
                     **configs,
                     "step": done,
                     "history": history,
+                    "evaluations": evaluations,
                     "seconds": time.perf_counter() - start,
                     "sketch_totals": {k: v.total for k, v in sketches.items()},
                 },
             )
-    return TrainResult(model.cpu(), history, time.perf_counter() - start, first_step)
+    return TrainResult(model.cpu(), history, time.perf_counter() - start, first_step, evaluations)
 
 
 def _same_configs(state_dir: Path, configs: dict[str, Any]) -> bool:

@@ -122,10 +122,13 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert report["users"] == data.test.num_rows and report["steps"] == 4
     assert 0 <= report["omnisage"]["ndcg_at_10"] <= report["omnisage"]["hr_at_10"] <= 1
 
-    # A run split over two sittings (a GPU call's time limit) scores what the one-sitting run does.
+    # A run split over two sittings (a GPU call's time limit) scores what the one-sitting run
+    # does, and its learning curve (scored every step, which does not change training) is whole.
     split = {"warmup_steps": 1, "checkpoint_every": 2, **SMALL}
     state = tmp_path / "state"
-    first = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state)  # leaves step 2's state
-    resumed = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state)
+    first = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state, score_every=1)  # leaves step 2's state
+    resumed = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, split, state, score_every=1)
     assert (first["resumed_from_step"], resumed["resumed_from_step"]) == (0, 2)
     assert resumed["omnisage"] == first["omnisage"] == report["omnisage"]
+    assert [p["step"] for p in first["curve"]] == [1, 2, 3, 4] and report["curve"] == []
+    assert resumed["curve"] == first["curve"] and first["curve"][-1] == {"step": 4, **first["omnisage"]}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from omnisage_assets.lib.retrieval_eval import pin_popularity
 from omnisage_model.config import ModelConfig, TrainConfig
@@ -32,6 +33,7 @@ def run_leave_one_out(
     device: str = "cpu",
     log: Callable[[dict[str, float]], None] | None = None,
     state_dir: Path | None = None,
+    score_every: int = 0,
 ) -> dict:
     """OmniSage (all tasks) trained on ``bundle`` (everything but each user's last item), then
     HR@10 and NDCG@10 of its user embeddings, beside popularity (counted over
@@ -41,9 +43,6 @@ def run_leave_one_out(
     (a GPU call's time limit, a CPU session) goes on where the last stopped."""
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
-    result = train(store, tasks, config, train_config, device=device, log=log, state_dir=state_dir)
-    pins = embed_nodes(result.model, store, device=device)[: store.n_pins]
-    users = embed_users(result.model, pins, tasks, device=device)
     user_row = {u: i for i, u in enumerate(tasks.user_ids)}
     test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
     rows = np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64)
@@ -51,15 +50,27 @@ def run_leave_one_out(
     history = bundle["sequences"]
     seen_by_user = dict(zip(history["user_id"].to_pylist(), history["pin_ids"].to_pylist()))
     seen = [store.pin_index(np.array(seen_by_user[u], np.int64)) for u in test["user_id"].to_pylist()]
-    hr, ndcg = hit_rate_and_ndcg(users[rows], pins, targets, seen)
+
+    def score(model: torch.nn.Module) -> dict[str, float]:
+        pins = embed_nodes(model, store, device=device)[: store.n_pins]
+        users = embed_users(model, pins, tasks, device=device)
+        hr, ndcg = hit_rate_and_ndcg(users[rows], pins, targets, seen)
+        return {"hr_at_10": hr, "ndcg_at_10": ndcg}
+
+    result = train(
+        store, tasks, config, train_config, device=device, log=log, state_dir=state_dir,
+        evaluate=score, evaluate_every=score_every,
+    )
+    final = score(result.model)
     popularity = pin_popularity(popularity_source, store.pin_ids).astype(np.float32)[:, None]
     tie_break = np.random.default_rng(0).random(len(popularity)).astype(np.float32)[:, None] * 1e-3
     pop_hr, pop_ndcg = hit_rate_and_ndcg(np.ones((len(rows), 1), np.float32), popularity + tie_break, targets, seen)
     return {
         "users": len(rows),
-        "omnisage": {"hr_at_10": hr, "ndcg_at_10": ndcg},
+        "omnisage": final,
         "popularity": {"hr_at_10": pop_hr, "ndcg_at_10": pop_ndcg},
         "steps": train_config.steps,
         "train_seconds": round(result.seconds, 1),  # across resumed sittings
         "resumed_from_step": result.resumed_from_step,
+        "curve": [*result.evaluations, {"step": train_config.steps, **final}] if score_every else [],
     }
