@@ -88,6 +88,7 @@ class TrainingRunConfig(dg.Config):
     feature_mlp_hidden: int = 128
     dropout: float = 0.0
     id_buckets: int = 0  # a learned token per Pin id, hashed into this many buckets (not in the paper; 0: none)
+    id_init_std: float = 1.0  # initial scale of those tokens (small: Pins start from content and neighbours)
     steps: int = 300
     pair_batch_size: int = 256
     user_batch_size: int = 32

@@ -30,6 +30,10 @@ class ModelConfig:
     # cannot tell items apart (MovieLens: a title and genres). It makes Pin embeddings partly
     # transductive: a Pin unseen in training lands in a bucket that other Pins trained.
     id_buckets: int = 0
+    # Standard deviation of the id tokens' initial values. 1.0 (torch's default) starts every
+    # Pin at a random token as large as its content's; small values start Pins from content
+    # and neighbours and let identity grow where training needs it.
+    id_init_std: float = 1.0
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024

@@ -44,6 +44,11 @@ class FeatureTokenizer(nn.Module):
         self.image = mlp(config.image_dim, d, d)
         self.degree = nn.ModuleList([mlp(1, d, d) for _ in ENTITY_TYPES])
         self.entity_id = nn.Embedding(config.id_buckets, d) if config.id_buckets else None
+        if self.entity_id is not None:
+            # The same draws as the default init, rescaled: every other initial weight of a seed
+            # stays what it was, so runs that differ in this scale differ in nothing else.
+            with torch.no_grad():
+                self.entity_id.weight.mul_(config.id_init_std)
         self.slot = nn.Embedding(3 + (self.text_embedding is not None) + (self.entity_id is not None), d)
 
     def forward(self, store: FeatureStore, idx: torch.Tensor, entity_type: int) -> tuple[torch.Tensor, torch.Tensor]:
