@@ -225,8 +225,7 @@ def _train(
         recover_training_state(state_dir)
     if state_dir is not None and _same_configs(Path(state_dir), configs):
         extra, meta = load_training_state(state_dir, model, opt, sched)
-        first_step, history, elapsed = meta["step"], meta["history"], meta["seconds"]
-        evaluations = meta.get("evaluations", [])
+        first_step, history, evaluations, elapsed = meta["step"], meta["history"], meta["evaluations"], meta["seconds"]
         g.set_state(extra["generator"])
         torch.set_rng_state(extra["torch_rng"])
         for name, sketch in sketches.items():

@@ -43,6 +43,7 @@ def run_leave_one_out(
     (a GPU call's time limit, a CPU session) goes on where the last stopped."""
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
+    store = store.to(device)  # once: training and every scoring then use it in place
     user_row = {u: i for i, u in enumerate(tasks.user_ids)}
     test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
     rows = np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64)
