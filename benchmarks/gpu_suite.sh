@@ -9,7 +9,7 @@
 # the text encoder's config and tokenizer without its weights (minilm_arch/: throughput does
 # not depend on weight values, so random ones of the same architecture stand in).
 # With INPUTS/sequential/ (written here by `benchmarks/sequential_protocol.py prepare --dataset
-# ml-1m --out DIR`), it also trains and scores the sequential protocol (SEQ_STEPS, SEQ_CONFIG).
+# ml-1m --out DIR`), it also trains and scores the sequential protocol (`seq_gpu.sh`).
 # Each step writes JSON under OUT; a failing step is logged and the others still run.
 set -u
 INPUTS=${INPUTS:-artifacts/gpu_inputs}
@@ -44,11 +44,8 @@ cp -r "$INPUTS/minilm_arch/." "$MODEL_DIR"
 $PY -c "import sys, transformers as t; t.AutoModel.from_config(t.AutoConfig.from_pretrained(sys.argv[1])).save_pretrained(sys.argv[1])" "$MODEL_DIR"
 step text_encoder $PY benchmarks/text_encoder.py --model "$MODEL_DIR" --texts 5000 --batch-size 256 --out "$OUT/text_encoder.json"
 if [ -d "$INPUTS/sequential" ]; then
-  GPU_SEQ_CONFIG='{"seq_max_len": 200, "user_batch_size": 256, "seq_width": 256, "seq_layers": 2, "pin_candidates": "all", "dropout": 0.1, "id_buckets": 16384, "sequence_windows": "random"}'
-  STEP_TIMEOUT=${SEQ_TIMEOUT:-420} step sequential_protocol $PY benchmarks/sequential_protocol.py train \
-    --inputs "$INPUTS/sequential" --device "$DEVICE" --steps "${SEQ_STEPS:-5000}" \
-    --config "${SEQ_CONFIG:-$GPU_SEQ_CONFIG}" --score-every "${SEQ_SCORE_EVERY:-1000}" \
-    --out "$OUT/sequential_protocol.json"
+  STEP_TIMEOUT=${SEQ_TIMEOUT:-540} step sequential_protocol env INPUTS="$INPUTS/sequential" OUT="$OUT" DEVICE="$DEVICE" PY="$PY" \
+    bash benchmarks/seq_gpu.sh
 fi
 grep -h -A3 '"training_triplets_per_s"\|"inference_nodes_per_s"' "$OUT/model_throughput.json" | head -4
 grep -h '"texts_per_s"' "$OUT/text_encoder.json" || true

@@ -13,6 +13,8 @@ Pins), an exact softmax.
 A run longer than one sitting (a GPU call's time limit) takes ``--state-dir``: rerun with the
 same arguments, it resumes from the last state there. ``--score-every N`` adds the learning
 curve: HR@10 and NDCG@10 every N steps, kept in the resumable state across sittings.
+``--seconds S`` instead of ``--steps``: a short probe run times a step first, then training gets as
+many steps as fit in S seconds (the report records them, so ``--steps`` reproduces the run).
 
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -70,8 +73,37 @@ def write_inputs(data, dataset: str, out: Path) -> None:
     (out / "dataset.json").write_text(json.dumps({"dataset": dataset}))
 
 
+PROBE_STEPS = 60
+PROBE_WARMUP = 20  # probe steps that pay for warm-up (CUDA kernels, the allocator): not timed
+
+
+def seconds_per_step(records: list[dict]) -> float:
+    """A step's training time from ``train``'s log records, the first ``PROBE_WARMUP`` steps left out."""
+    timed = [r for r in records if "loss" in r and r["step"] >= PROBE_WARMUP]
+    return (timed[-1]["seconds"] - timed[0]["seconds"]) / (timed[-1]["step"] - timed[0]["step"])
+
+
+def steps_within(inputs: Path, device: str, overrides: dict, seconds: float) -> tuple[int, float]:
+    """How many training steps of this configuration fit in ``seconds`` on ``device``, timed by a
+    short probe run of the same configuration."""
+    records: list[dict] = []
+    train(inputs, device, PROBE_STEPS, overrides, log=records.append)
+    per_step = seconds_per_step(records)
+    return max(1, int(seconds / per_step)), per_step
+
+
+def _print_record(record: dict) -> None:
+    print(json.dumps(record), file=sys.stderr, flush=True)  # progress; stdout stays one JSON
+
+
 def train(
-    inputs: Path, device: str, steps: int, overrides: dict, state_dir: Path | None = None, score_every: int = 0
+    inputs: Path,
+    device: str,
+    steps: int,
+    overrides: dict,
+    state_dir: Path | None = None,
+    score_every: int = 0,
+    log: Callable[[dict], None] = _print_record,
 ) -> dict:
     settings = {**DEFAULTS, **({"checkpoint_every": 500} if state_dir else {}), **overrides, "steps": steps}
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
@@ -84,7 +116,7 @@ def train(
         lambda dims: ModelConfig(**model_settings, **dims),
         TrainConfig.from_dict({**settings, "log_every": max(1, steps // 20)}),
         device,
-        log=lambda record: print(json.dumps(record), file=sys.stderr, flush=True),  # progress; stdout stays one JSON
+        log=log,
         state_dir=state_dir,
         score_every=score_every,
     )
@@ -109,7 +141,14 @@ def main() -> None:
     t.add_argument("--inputs", type=Path, required=True)
     t.add_argument("--device", default="cpu")
     t.add_argument("--steps", type=int, default=300)
-    t.add_argument("--config", type=json.loads, default={}, help="JSON of model and training settings")
+    t.add_argument(
+        "--seconds", type=float, default=None,
+        help="instead of --steps: as many steps as fit in this many seconds of training (timed by a probe run)",
+    )
+    t.add_argument(
+        "--config", type=json.loads, action="append", default=[],
+        help="JSON of model and training settings; repeatable, a later one overrides an earlier",
+    )
     t.add_argument("--out", type=Path, default=None)
     t.add_argument(
         "--state-dir", type=Path, default=None,
@@ -124,7 +163,12 @@ def main() -> None:
     if args.command == "prepare":
         prepare(args.dataset, args.out, args.text_cache)
         return
-    report = train(args.inputs, args.device, args.steps, args.config, args.state_dir, args.score_every)
+    config = {key: value for overrides in args.config for key, value in overrides.items()}
+    steps = args.steps
+    if args.seconds is not None:
+        steps, per_step = steps_within(args.inputs, args.device, config, args.seconds)
+        _print_record({"probe_seconds_per_step": per_step, "steps": steps})
+    report = train(args.inputs, args.device, steps, config, args.state_dir, args.score_every)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -132,3 +132,15 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert resumed["omnisage"] == first["omnisage"] == report["omnisage"]
     assert [p["step"] for p in first["curve"]] == [1, 2, 3, 4] and report["curve"] == []
     assert resumed["curve"] == first["curve"] and first["curve"][-1] == {"step": 4, **first["omnisage"]}
+
+
+def test_a_probe_times_steps_after_its_warm_up():
+    """``--seconds`` sizes a GPU run from a probe whose first steps compile kernels: only the
+    steps after the warm-up say how long the run's steps take."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import sequential_protocol
+
+    warm_up = [{"step": s, "loss": 1.0, "seconds": 3.0 * (s + 1)} for s in range(sequential_protocol.PROBE_WARMUP)]
+    steady = [{"step": s, "loss": 1.0, "seconds": 60.0 + 0.05 * s} for s in range(sequential_protocol.PROBE_WARMUP, 60, 3)]
+    scores = [{"step": 30, "hr_at_10": 0.1, "ndcg_at_10": 0.05}]  # evaluation records carry no time
+    assert sequential_protocol.seconds_per_step(warm_up + steady[:4] + scores + steady[4:]) == pytest.approx(0.05)
