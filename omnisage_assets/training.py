@@ -86,7 +86,8 @@ class TrainingRunConfig(dg.Config):
     max_neighbors_per_subgraph: int | None = 12
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 128
-    dropout: float = 0.0
+    dropout: float = 0.0  # on attention weights
+    hidden_dropout: float = 0.0  # on attention and MLP outputs and the sequence model's inputs (SASRec's)
     id_buckets: int = 0  # a learned token per Pin id, hashed into this many buckets (not in the paper; 0: none)
     id_init_std: float = 1.0  # initial scale of those tokens (small: Pins start from content and neighbours)
     steps: int = 300

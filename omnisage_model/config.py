@@ -24,7 +24,10 @@ class ModelConfig:
     seq_max_len: int = 256
     # Best-scored neighbour tokens kept per subgraph (None: all sampled, 25+75 and 50 in the paper).
     max_neighbors_per_subgraph: int | None = None
-    dropout: float = 0.0
+    dropout: float = 0.0  # on attention weights
+    # On the transformers' attention and MLP outputs and the sequence model's input embeddings
+    # (SASRec's dropout, BERT's hidden dropout): with ``dropout``, what regularises the user model.
+    hidden_dropout: float = 0.0
     # Not in the paper: a learned token per Pin id, hashed into this many buckets (0: none, the
     # paper's content-only embedder; size it to the catalogue). For catalogues whose content
     # cannot tell items apart (MovieLens: a title and genres). It makes Pin embeddings partly

@@ -11,13 +11,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def dropout_unless_zero(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout that draws no random numbers at ``p == 0``: adding it left earlier runs' draws,
+    and so their results, as they were."""
+    return F.dropout(x, p, training) if p and training else x
+
+
 class EncoderLayer(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float = 0.0) -> None:
+    """``dropout`` drops attention weights; ``hidden_dropout`` drops the attention and MLP
+    outputs before they join the residual stream (BERT's and SASRec's hidden dropout)."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int, dropout: float = 0.0, hidden_dropout: float = 0.0) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
         self.heads = heads
         self.dropout = dropout
+        self.hidden_dropout = hidden_dropout
         self.norm1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -37,8 +47,9 @@ class EncoderLayer(nn.Module):
         attn = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
-        x = x + self.proj(attn.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.norm2(x))
+        attended = self.proj(attn.transpose(1, 2).reshape(b, t, d))
+        x = x + dropout_unless_zero(attended, self.hidden_dropout, self.training)
+        return x + dropout_unless_zero(self.mlp(self.norm2(x)), self.hidden_dropout, self.training)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:

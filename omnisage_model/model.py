@@ -15,7 +15,7 @@ from torch import nn
 
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, SUBGRAPHS, FeatureStore
-from omnisage_model.layers import EncoderLayer, mlp
+from omnisage_model.layers import EncoderLayer, dropout_unless_zero, mlp
 
 ENTITY_TYPES = ("pin", "board")
 # On a GPU the aggregator's batch is padded to a multiple of this: a step's node count varies,
@@ -105,7 +105,8 @@ class EntityEmbedder(nn.Module):
         d = config.width
         self.cls = nn.Parameter(torch.randn(d) * 0.02)
         self.layers = nn.ModuleList(
-            EncoderLayer(d, config.heads, config.mlp_dim, config.dropout) for _ in range(config.layers)
+            EncoderLayer(d, config.heads, config.mlp_dim, config.dropout, config.hidden_dropout)
+            for _ in range(config.layers)
         )
         self.norm = nn.LayerNorm(d)
         self.head = mlp(d, d, config.out_dim)
@@ -235,17 +236,20 @@ class UserSequenceModel(nn.Module):
         self.inp = nn.Linear(config.out_dim, config.seq_width)
         self.position = nn.Embedding(config.seq_max_len, config.seq_width)
         self.layers = nn.ModuleList(
-            EncoderLayer(config.seq_width, config.seq_heads, 4 * config.seq_width, config.dropout)
+            EncoderLayer(
+                config.seq_width, config.seq_heads, 4 * config.seq_width, config.dropout, config.hidden_dropout
+            )
             for _ in range(config.seq_layers)
         )
         self.norm = nn.LayerNorm(config.seq_width)
         self.out = nn.Linear(config.seq_width, config.out_dim)
+        self.hidden_dropout = config.hidden_dropout
 
     def forward(self, pins: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim) L2-normalised."""
         t = pins.shape[1]
         positions = torch.arange(t, device=pins.device)
-        x = self.inp(pins) + self.position(positions)
+        x = dropout_unless_zero(self.inp(pins) + self.position(positions), self.hidden_dropout, self.training)
         mask = positions[None, :] < lengths[:, None]
         for layer in self.layers:
             x = layer(x, key_mask=mask, causal=True)

@@ -113,6 +113,24 @@ def test_id_init_std_scales_the_id_tokens_and_leaves_every_other_initial_weight(
     assert all(torch.equal(small[k], v) for k, v in default.items() if k != ids)
 
 
+def test_hidden_dropout_drops_in_training_only_and_draws_nothing_at_zero():
+    """SASRec's dropout (residual branches, sequence inputs) regularises training and leaves
+    inference alone; at 0 a run draws the random numbers it drew before the setting existed."""
+    torch.manual_seed(0)
+    plain = OmniSage(_config())
+    torch.manual_seed(0)
+    dropped = OmniSage(_config(hidden_dropout=0.5))
+    assert all(torch.equal(dropped.state_dict()[k], v) for k, v in plain.state_dict().items())
+    pins = torch.nn.functional.normalize(torch.randn(2, 6, 16), dim=-1)
+    lengths = torch.tensor([6, 4])
+    served = plain.eval().embed_sequence(pins, lengths)
+    torch.testing.assert_close(dropped.eval().embed_sequence(pins, lengths), served)
+    assert not torch.allclose(dropped.train().embed_sequence(pins, lengths), served)
+    rng = torch.get_rng_state()
+    torch.testing.assert_close(plain.train().embed_sequence(pins, lengths), served)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
 def test_sequence_output_at_step_t_ignores_later_actions():
     config = _config()
     model = OmniSage(config).eval()
