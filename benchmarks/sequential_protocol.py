@@ -14,7 +14,8 @@ A run longer than one sitting (a GPU call's time limit) takes ``--state-dir``: r
 same arguments, it resumes from the last state there. ``--score-every N`` adds the learning
 curve: HR@10 and NDCG@10 every N steps, kept in the resumable state across sittings.
 ``--seconds S`` instead of ``--steps``: a short probe run times a step first, then training gets as
-many steps as fit in S seconds (the report records them, so ``--steps`` reproduces the run).
+many steps as fit in S seconds. The report records them: ``--steps`` with that number reproduces
+the run, or resumes it from ``--state-dir`` (a second probe would pick a slightly different one).
 
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
