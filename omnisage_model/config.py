@@ -27,6 +27,7 @@ class ModelConfig:
     dropout: float = 0.0  # on attention weights
     # On the transformers' attention and MLP outputs and the sequence model's input embeddings
     # (SASRec's dropout, BERT's hidden dropout): with ``dropout``, what regularises the user model.
+    # At 0 torch's dropout returns its input and draws nothing, so earlier runs reproduce.
     hidden_dropout: float = 0.0
     # Not in the paper: a learned token per Pin id, hashed into this many buckets (0: none, the
     # paper's content-only embedder; size it to the catalogue). For catalogues whose content

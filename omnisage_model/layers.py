@@ -11,12 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def dropout_unless_zero(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Dropout that draws no random numbers at ``p == 0``: adding it left earlier runs' draws,
-    and so their results, as they were."""
-    return F.dropout(x, p, training) if p and training else x
-
-
 class EncoderLayer(nn.Module):
     """``dropout`` drops attention weights; ``hidden_dropout`` drops the attention and MLP
     outputs before they join the residual stream (BERT's and SASRec's hidden dropout)."""
@@ -48,8 +42,8 @@ class EncoderLayer(nn.Module):
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
         attended = self.proj(attn.transpose(1, 2).reshape(b, t, d))
-        x = x + dropout_unless_zero(attended, self.hidden_dropout, self.training)
-        return x + dropout_unless_zero(self.mlp(self.norm2(x)), self.hidden_dropout, self.training)
+        x = x + F.dropout(attended, self.hidden_dropout, self.training)
+        return x + F.dropout(self.mlp(self.norm2(x)), self.hidden_dropout, self.training)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 2) -> nn.Sequential:

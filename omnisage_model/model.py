@@ -15,7 +15,7 @@ from torch import nn
 
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, SUBGRAPHS, FeatureStore
-from omnisage_model.layers import EncoderLayer, dropout_unless_zero, mlp
+from omnisage_model.layers import EncoderLayer, mlp
 
 ENTITY_TYPES = ("pin", "board")
 # On a GPU the aggregator's batch is padded to a multiple of this: a step's node count varies,
@@ -249,7 +249,7 @@ class UserSequenceModel(nn.Module):
         """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim) L2-normalised."""
         t = pins.shape[1]
         positions = torch.arange(t, device=pins.device)
-        x = dropout_unless_zero(self.inp(pins) + self.position(positions), self.hidden_dropout, self.training)
+        x = F.dropout(self.inp(pins) + self.position(positions), self.hidden_dropout, self.training)
         mask = positions[None, :] < lengths[:, None]
         for layer in self.layers:
             x = layer(x, key_mask=mask, causal=True)
