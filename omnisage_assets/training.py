@@ -89,6 +89,7 @@ class TrainingRunConfig(dg.Config):
     dropout: float = 0.0  # on attention weights
     hidden_dropout: float = 0.0  # on attention and MLP outputs and the sequence model's inputs (SASRec's)
     id_buckets: int = 0  # a learned token per Pin id, hashed into this many buckets (not in the paper; 0: none)
+    id_hashes: int = 1  # buckets per Pin id, tokens summed: 2 and more, Pins almost never share them all
     id_init_std: float = 1.0  # initial scale of those tokens (small: Pins start from content and neighbours)
     steps: int = 300
     pair_batch_size: int = 256

@@ -44,6 +44,7 @@ class FeatureTokenizer(nn.Module):
         self.image = mlp(config.image_dim, d, d)
         self.degree = nn.ModuleList([mlp(1, d, d) for _ in ENTITY_TYPES])
         self.entity_id = nn.Embedding(config.id_buckets, d) if config.id_buckets else None
+        self.id_hashes = config.id_hashes
         if self.entity_id is not None:
             # The same draws as the default init, rescaled: every other initial weight of a seed
             # stays what it was, so runs that differ in this scale differ in nothing else.
@@ -69,10 +70,17 @@ class FeatureTokenizer(nn.Module):
         mask.append(torch.ones_like(has_text))
         if self.entity_id is not None:  # Pins only: the catalogue that retrieval ranks
             is_pin = entity_type == PIN_TYPE
-            bucket = store.id_key[idx] % self.entity_id.num_embeddings
-            tokens.append(self.entity_id(bucket) if is_pin else torch.zeros_like(tokens[0]))
+            tokens.append(self.id_tokens(store.id_key[idx]) if is_pin else torch.zeros_like(tokens[0]))
             mask.append(torch.full_like(has_text, is_pin))
         return torch.stack(tokens, dim=1) + self.slot.weight, torch.stack(mask, dim=1)
+
+    def id_tokens(self, keys: torch.Tensor) -> torch.Tensor:
+        """(n, width) id tokens of id keys: the sum of ``id_hashes`` buckets' rows, read from the
+        key's base-``id_buckets`` digits, scaled so the sum starts as large as one row."""
+        assert self.entity_id is not None
+        b = self.entity_id.num_embeddings
+        buckets = torch.stack([keys // b**j % b for j in range(self.id_hashes)], dim=-1)
+        return self.entity_id(buckets).sum(dim=-2) * self.id_hashes**-0.5
 
     def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
         """One vector per node (mixed types): the masked sum of its feature tokens."""

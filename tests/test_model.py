@@ -113,6 +113,27 @@ def test_id_init_std_scales_the_id_tokens_and_leaves_every_other_initial_weight(
     assert all(torch.equal(small[k], v) for k, v in default.items() if k != ids)
 
 
+def test_id_hashes_tell_apart_pins_that_share_a_bucket_with_the_same_weights(bundle):
+    """With one hash, Pins in one bucket share an id token; with two they almost never share
+    both. The table is the same, so runs that compare hash counts start from the same weights."""
+    store, _ = load_training_inputs(bundle, _config(id_buckets=16))
+    keys = store.id_key[: store.n_pins]
+    first, second = keys % 16, keys // 16 % 16
+    a, b = next((i, j) for i in range(len(keys)) for j in range(i) if first[i] == first[j] and second[i] != second[j])
+    models = {}
+    for hashes, same in ((1, True), (2, False)):
+        torch.manual_seed(0)
+        models[hashes] = OmniSage(_config(id_buckets=16, id_hashes=hashes))
+        tokens = models[hashes].features.id_tokens(keys[[a, b]])
+        assert torch.equal(tokens[0], tokens[1]) is same
+    one, two = models[1].features, models[2].features
+    assert torch.equal(one.id_tokens(keys), one.entity_id.weight[first])
+    assert torch.allclose(two.id_tokens(keys), (two.entity_id.weight[first] + two.entity_id.weight[second]) / 2**0.5)
+    assert all(torch.equal(v, models[2].state_dict()[k]) for k, v in models[1].state_dict().items())
+    with pytest.raises(ValueError, match="id_hashes"):
+        _config(id_buckets=1 << 16, id_hashes=5)
+
+
 def test_hidden_dropout_drops_in_training_only_and_draws_nothing_at_zero():
     """SASRec's dropout (residual branches, sequence inputs) regularises training and leaves
     inference alone; at 0 a run draws the random numbers it drew before the setting existed."""
