@@ -37,12 +37,12 @@ from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out  # 
 from omnisage_model.config import ModelConfig, TrainConfig  # noqa: E402
 from omnisage_model.data import BUNDLE_TABLES  # noqa: E402
 
-# The study's defaults for the sequential protocol (SequentialTrainingConfig), CPU-sized.
+# The study's defaults for the sequential protocol (SequentialTrainingConfig, tested), CPU-sized.
 DEFAULTS = {
     "width": 64, "heads": 4, "layers": 1, "mlp_dim": 256, "out_dim": 64, "text_dim": 64, "seq_width": 64,
     "seq_heads": 2, "seq_layers": 1, "seq_max_len": 64, "max_neighbors_per_subgraph": 12, "feature_mlp_hidden": 128,
     "pair_batch_size": 256, "user_batch_size": 64, "feature_batch_size": 128, "random_negatives": 512, "lr": 3e-3,
-    "warmup_steps": 30, "user_positions": None, "deterministic": True,
+    "warmup_steps": 30, "user_positions": None, "future_window": 1, "deterministic": True,
 }
 
 

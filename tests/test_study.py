@@ -13,6 +13,7 @@ import pytest
 from test_model import bundle  # noqa: F401  (the shared tiny training bundle)
 
 from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, variant_bundle
+from omnisage_assets.study import SequentialTrainingConfig
 from omnisage_model.metrics import hit_rate_and_ndcg
 
 # A model small enough for a few CPU steps in a test.
@@ -132,6 +133,16 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert resumed["omnisage"] == first["omnisage"] == report["omnisage"]
     assert [p["step"] for p in first["curve"]] == [1, 2, 3, 4] and report["curve"] == []
     assert resumed["curve"] == first["curve"] and first["curve"][-1] == {"step": 4, **first["omnisage"]}
+
+
+def test_the_gpu_script_trains_what_the_study_trains():
+    """The benchmark script runs where Dagster is not installed, so it spells out the study's
+    sequential-protocol settings; they must not drift apart."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import sequential_protocol
+
+    study = SequentialTrainingConfig().model_dump()
+    assert {key: study[key] for key in sequential_protocol.DEFAULTS} == sequential_protocol.DEFAULTS
 
 
 def test_a_probe_times_steps_after_its_warm_up():
