@@ -16,6 +16,9 @@ from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, 
 from omnisage_assets.study import SequentialTrainingConfig
 from omnisage_model.metrics import hit_rate_and_ndcg
 
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import sequential_protocol  # noqa: E402  (a script, not a package: the GPU box runs it bare)
+
 # A model small enough for a few CPU steps in a test.
 SMALL = {"width": 32, "heads": 2, "mlp_dim": 64, "out_dim": 16, "text_dim": 16, "seq_width": 32, "seq_heads": 2, "seq_max_len": 16}
 FAST_STUDY = ["OmniSage", "PinSage-style (GraphSAGE, importance pooling)", "OmniSage without graph"]
@@ -115,9 +118,6 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert trained + data.test.num_rows == engagements.num_rows
 
     # The same inputs, written for a bare GPU box and scored there by the benchmark script.
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    import sequential_protocol
-
     sequential_protocol.write_inputs(data, "tiny", tmp_path / "inputs")
     report = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, {"warmup_steps": 1, **SMALL})
     assert report["users"] == data.test.num_rows and report["steps"] == 4
@@ -138,9 +138,6 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
 def test_the_gpu_script_trains_what_the_study_trains():
     """The benchmark script runs where Dagster is not installed, so it spells out the study's
     sequential-protocol settings; they must not drift apart."""
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    import sequential_protocol
-
     study = SequentialTrainingConfig().model_dump()
     assert {key: study[key] for key in sequential_protocol.DEFAULTS} == sequential_protocol.DEFAULTS
 
@@ -148,9 +145,6 @@ def test_the_gpu_script_trains_what_the_study_trains():
 def test_a_probe_times_steps_after_its_warm_up():
     """``--seconds`` sizes a GPU run from a probe whose first steps compile kernels: only the
     steps after the warm-up say how long the run's steps take."""
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    import sequential_protocol
-
     warm_up = [{"step": s, "loss": 1.0, "seconds": 3.0 * (s + 1)} for s in range(sequential_protocol.PROBE_WARMUP)]
     steady = [{"step": s, "loss": 1.0, "seconds": 60.0 + 0.05 * s} for s in range(sequential_protocol.PROBE_WARMUP, 60, 3)]
     scores = [{"step": 30, "hr_at_10": 0.1, "ndcg_at_10": 0.05}]  # evaluation records carry no time
