@@ -1,14 +1,18 @@
-"""Edges from engagements, and DGL random walks checked against exact computations."""
+"""Edges from engagements, and random walks over DGL graphs checked against exact computations."""
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
+import torch
 
 from omnisage_assets.lib import contracts
-from omnisage_assets.lib.dgl_compat import dgl
 from omnisage_assets.lib.edges import (
     PruningConfig,
     adjacency_degrees,
@@ -114,7 +118,7 @@ def _exact_visits(graph, anchor, metapath, restart_prob):
 @pytest.mark.parametrize("subgraph_index,anchor_type", [(0, "pin"), (0, "board"), (1, "pin")])
 @pytest.mark.parametrize("weight_scale", [1.0, 0.37], ids=["integer-weights", "real-weights"])
 def test_random_walk_visits_match_the_exact_expectation(subgraph_index, anchor_type, weight_scale):
-    """Integer weights walk uniformly over parallel arcs, real ones through DGL's weighted walk."""
+    """Integer weights walk uniformly over parallel arcs, real ones by their cumulative weights."""
     edges, pins, boards = _small_graph()
     edges = edges.set_column(3, contracts.GRAPH_EDGES.field("weight"), pc.multiply(edges["weight"], pa.scalar(weight_scale, pa.float32())))
     config = SamplingConfig(max_steps=4, restart_prob=0.3)
@@ -166,6 +170,39 @@ def test_neighborhoods_are_deterministic_for_a_seed():
     edges, pins, boards = _small_graph()
     config = SamplingConfig(num_walks=50, seed=5)
     assert sample_neighborhoods(edges, pins, boards, config).equals(sample_neighborhoods(edges, pins, boards, config))
+    other = sample_neighborhoods(edges, pins, boards, SamplingConfig(num_walks=50, seed=6))
+    assert not other.equals(sample_neighborhoods(edges, pins, boards, config))
+
+
+_SAMPLE_IN_A_FRESH_PROCESS = """
+import sys
+import pyarrow.parquet as pq
+from omnisage_assets.lib.random_walks import SamplingConfig, sample_neighborhoods
+edges, ids = pq.read_table(sys.argv[1]), pq.read_table(sys.argv[2])
+pins, boards = ids["pin_id"].combine_chunks(), ids["board_id"].drop_null().combine_chunks()
+pq.write_table(sample_neighborhoods(edges, pins, boards, SamplingConfig(chunk_size=50)), sys.argv[3])
+"""
+
+
+def test_neighborhoods_are_the_same_in_fresh_processes_whatever_the_thread_count(tmp_path):
+    """A rerun reproduces the sample: no stream may depend on which thread or process drew it.
+
+    DGL 2.1's own walks failed this: their streams follow the thread count and the order in
+    which threads first ask for one.
+    """
+    edges, pins, boards = _ppr_test_graph()
+    pq.write_table(edges, tmp_path / "edges.parquet")
+    ids = pa.table({"pin_id": pins, "board_id": pa.concat_arrays([boards, pa.nulls(len(pins) - len(boards), pa.int64())])})
+    pq.write_table(ids, tmp_path / "ids.parquet")
+    outputs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"neighborhoods-{threads}.parquet"
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONHASHSEED": threads}
+        code = [sys.executable, "-c", _SAMPLE_IN_A_FRESH_PROCESS, str(tmp_path / "edges.parquet"), str(tmp_path / "ids.parquet"), str(out)]
+        subprocess.run(code, env=env, check=True)
+        outputs.append(pq.read_table(out))
+    assert outputs[0].num_rows == len(pins) * 2 + len(boards)
+    assert outputs[0].equals(outputs[1])
 
 
 def test_degrees_sum_edge_weights_per_node():
@@ -260,8 +297,8 @@ def _agreement_with_exact_ppr(subgraph_index, anchor_type, num_walks, k=10):
     config = SamplingConfig(num_walks=num_walks)
     sub = build_subgraphs(edges, pins, boards, config)[subgraph_index]
     anchors = np.arange(sub.graph.num_nodes(anchor_type))
-    dgl.seed(0)
-    sampled = top_visited(sub, anchor_type, anchors, num_walks, config.restart_prob, {t: k for t in sub.graph.ntypes})
+    quotas = {t: k for t in sub.graph.ntypes}
+    sampled = top_visited(sub, anchor_type, anchors, num_walks, config.restart_prob, quotas, torch.Generator().manual_seed(0))
     overlap, mass = [], []
     for anchor in anchors:
         exact = _exact_ppr(sub.graph, anchor_type, anchor, config.restart_prob)

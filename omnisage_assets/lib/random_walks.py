@@ -1,4 +1,4 @@
-"""Importance-based neighbourhoods: random walks with restart through DGL, top-k per type.
+"""Importance-based neighbourhoods: random walks with restart over DGL graphs, top-k per type.
 
 For each anchor, ``num_walks`` traces start at the anchor and stop before each step with
 probability ``restart_prob``; the expected number of visits to a node is then its
@@ -6,6 +6,11 @@ random-walk-with-restart proximity (the Monte-Carlo personalised PageRank estima
 PinSage uses). Visits are counted and cut to each node type's quota by PinSAGESampler's own
 C kernel, so sparse Pin-Pin edges are not swamped by dense Pin-Board ones and nothing per
 visit runs in Python. Anchors are processed in chunks, so memory follows the chunk size.
+
+The walks themselves are vectorised torch steps over DGL's CSR arrays, drawn from a seeded
+``torch.Generator``, rather than ``dgl.sampling.random_walk``: DGL 2.1 seeds each thread's
+stream with ``seed + thread number`` and numbers threads in the order they first ask, a
+race, so its walks differed from one process to the next (one ML-100K run in four).
 """
 
 from __future__ import annotations
@@ -48,6 +53,44 @@ class Subgraph:
     metapaths: dict[str, list[str]]
     quotas: dict[str, int]
     prob: str | None  # edge feature that weights transitions; None: the arcs carry the weights
+    arcs: dict[str, Arcs] = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arcs:
+    """One edge type in CSR form: arcs out of node i are ``dst[indptr[i]:indptr[i + 1]]``.
+
+    ``cumulative`` holds the running sum of the arc weights (float64, a leading 0) when the
+    transitions are weighted, so a weighted pick is one ``searchsorted``; None: uniform.
+    """
+
+    indptr: torch.Tensor
+    dst: torch.Tensor
+    cumulative: torch.Tensor | None
+
+    @classmethod
+    def of(cls, graph: dgl.DGLGraph, etype: str, prob: str | None) -> Arcs:
+        indptr, dst, eids = graph.adj_tensors("csr", etype=etype)
+        if prob is None:
+            return cls(indptr, dst, None)
+        weights = graph.edges[etype].data[prob][eids].double()
+        return cls(indptr, dst, torch.cat([weights.new_zeros(1), weights.cumsum(0)]))
+
+    def step(self, current: torch.Tensor, restart_prob: float, generator: torch.Generator | None) -> torch.Tensor:
+        """One transition of every trace; -1 marks a trace that stopped (now or before)."""
+        node = current.clamp(min=0)
+        start, end = self.indptr[node], self.indptr[node + 1]
+        stay, pick = torch.rand((2, len(current)), generator=generator, dtype=torch.float64)
+        alive = (current >= 0) & (stay >= restart_prob) & (end > start)
+        if self.cumulative is None:
+            arc = start + (pick * (end - start)).long()
+        else:
+            low, high = self.cumulative[start], self.cumulative[end]
+            arc = torch.searchsorted(self.cumulative, low + pick * (high - low), right=True) - 1
+        arc = torch.where(alive, torch.minimum(arc, end - 1).clamp(min=0), 0)
+        if not len(self.dst):
+            return torch.full_like(current, -1)
+        return torch.where(alive, self.dst[arc], -1)
 
 
 # A weighted DGL walk scans a node's whole weight list at every step; a uniform one picks in
@@ -71,6 +114,10 @@ def _heterograph(arcs: dict[tuple[str, str, str], tuple[np.ndarray, ...]], num_n
     for etype, (_, _, w) in arcs.items():
         graph.edges[etype].data["weight"] = torch.from_numpy(w.astype(np.float32))
     return graph, "weight"
+
+
+def _subgraph(name: str, graph: dgl.DGLGraph, metapaths: dict[str, list[str]], quotas: dict[str, int], prob: str | None):
+    return Subgraph(name, graph, metapaths, quotas, prob, {e: Arcs.of(graph, e, prob) for e in graph.etypes})
 
 
 def build_subgraphs(
@@ -102,14 +149,14 @@ def build_subgraphs(
     )
     hops = (config.max_steps + 1) // 2
     return [
-        Subgraph(
+        _subgraph(
             PIN_BOARD,
             pin_board,
             {PIN: ["saved_to", "contains"] * hops, BOARD: ["contains", "saved_to"] * hops},
             {PIN: config.pin_board_pins, BOARD: config.pin_board_boards},
             pin_board_prob,
         ),
-        Subgraph(
+        _subgraph(
             PIN_PIN,
             pin_pin,
             {PIN: ["related"] * config.max_steps},
@@ -126,19 +173,22 @@ def top_visited(
     num_walks: int,
     restart_prob: float,
     quotas: dict[str, int] | None = None,
+    generator: torch.Generator | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per node type with a quota: (anchor position, node index, visits) of its top visited.
 
     Visits are summed over the ``num_walks`` traces of each anchor and the anchor itself is
     never counted. Rows come grouped by anchor, most visited first. ``quotas`` defaults to
-    the subgraph's.
+    the subgraph's; ``generator`` to torch's global one.
     """
     graph, quotas = sub.graph, quotas or sub.quotas
     seeds = torch.from_numpy(anchors.astype(np.int64)).repeat_interleave(num_walks)
-    traces, types = dgl.sampling.random_walk(
-        graph, seeds, metapath=sub.metapaths[anchor_type], prob=sub.prob, restart_prob=restart_prob
-    )
-    traces, types = traces[:, 1:], types[1:]
+    current, steps = seeds, []
+    for etype in sub.metapaths[anchor_type]:
+        current = sub.arcs[etype].step(current, restart_prob, generator)
+        steps.append(current)
+    traces = torch.stack(steps, dim=1)
+    types = torch.tensor([graph.get_ntype_id(graph.to_canonical_etype(e)[2]) for e in sub.metapaths[anchor_type]])
     out = {}
     for type_id in types.unique().tolist():
         ntype = graph.ntypes[type_id]
@@ -159,13 +209,15 @@ def iter_neighborhoods(
 ) -> Iterator[pa.Table]:
     """Neighbourhood rows (contract NEIGHBORHOODS) a chunk of anchors at a time."""
     ids = {PIN: pin_ids.to_numpy(), BOARD: board_ids.to_numpy()}
-    dgl.seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     for sub in build_subgraphs(edges, pin_ids, board_ids, config):
         for anchor_type in sub.metapaths:
             n = len(ids[anchor_type])
             for start in range(0, n, config.chunk_size):
                 anchors = np.arange(start, min(start + config.chunk_size, n))
-                visited = top_visited(sub, anchor_type, anchors, config.num_walks, config.restart_prob)
+                visited = top_visited(
+                    sub, anchor_type, anchors, config.num_walks, config.restart_prob, generator=generator
+                )
                 yield neighborhood_rows(sub.name, anchor_type, anchors, visited, ids, config.num_walks)
 
 
