@@ -178,9 +178,9 @@ _SAMPLE_IN_A_FRESH_PROCESS = """
 import sys
 import pyarrow.parquet as pq
 from omnisage_assets.lib.random_walks import SamplingConfig, sample_neighborhoods
-edges, ids = pq.read_table(sys.argv[1]), pq.read_table(sys.argv[2])
-pins, boards = ids["pin_id"].combine_chunks(), ids["board_id"].drop_null().combine_chunks()
-pq.write_table(sample_neighborhoods(edges, pins, boards, SamplingConfig(chunk_size=50)), sys.argv[3])
+edges, pins, boards = (pq.read_table(f"{sys.argv[1]}/{name}.parquet") for name in ("edges", "pins", "boards"))
+sample = sample_neighborhoods(edges, pins["id"].combine_chunks(), boards["id"].combine_chunks(), SamplingConfig(chunk_size=50))
+pq.write_table(sample, sys.argv[2])
 """
 
 
@@ -191,15 +191,13 @@ def test_neighborhoods_are_the_same_in_fresh_processes_whatever_the_thread_count
     which threads first ask for one.
     """
     edges, pins, boards = _ppr_test_graph()
-    pq.write_table(edges, tmp_path / "edges.parquet")
-    ids = pa.table({"pin_id": pins, "board_id": pa.concat_arrays([boards, pa.nulls(len(pins) - len(boards), pa.int64())])})
-    pq.write_table(ids, tmp_path / "ids.parquet")
+    for name, table in (("edges", edges), ("pins", pa.table({"id": pins})), ("boards", pa.table({"id": boards}))):
+        pq.write_table(table, tmp_path / f"{name}.parquet")
     outputs = []
     for threads in ("1", "2"):
         out = tmp_path / f"neighborhoods-{threads}.parquet"
         env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONHASHSEED": threads}
-        code = [sys.executable, "-c", _SAMPLE_IN_A_FRESH_PROCESS, str(tmp_path / "edges.parquet"), str(tmp_path / "ids.parquet"), str(out)]
-        subprocess.run(code, env=env, check=True)
+        subprocess.run([sys.executable, "-c", _SAMPLE_IN_A_FRESH_PROCESS, str(tmp_path), str(out)], env=env, check=True)
         outputs.append(pq.read_table(out))
     assert outputs[0].num_rows == len(pins) * 2 + len(boards)
     assert outputs[0].equals(outputs[1])

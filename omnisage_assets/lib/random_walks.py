@@ -82,18 +82,18 @@ class Arcs:
         start, end = self.indptr[node], self.indptr[node + 1]
         stay, pick = torch.rand((2, len(current)), generator=generator, dtype=torch.float64)
         alive = (current >= 0) & (stay >= restart_prob) & (end > start)
+        if not len(self.dst):
+            return torch.full_like(current, -1)
         if self.cumulative is None:
             arc = start + (pick * (end - start)).long()
         else:
             low, high = self.cumulative[start], self.cumulative[end]
             arc = torch.searchsorted(self.cumulative, low + pick * (high - low), right=True) - 1
         arc = torch.where(alive, torch.minimum(arc, end - 1).clamp(min=0), 0)
-        if not len(self.dst):
-            return torch.full_like(current, -1)
         return torch.where(alive, self.dst[arc], -1)
 
 
-# A weighted DGL walk scans a node's whole weight list at every step; a uniform one picks in
+# A weighted pick is a binary search over every arc's cumulative weight; a uniform one takes
 # constant time. Integer weights w become w parallel arcs (the same transition law) unless
 # that would grow the graph more than this factor.
 MAX_EXPANSION = 4.0
