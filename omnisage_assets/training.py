@@ -91,7 +91,6 @@ class TrainingRunConfig(dg.Config):
     id_buckets: int = 0  # a learned token per Pin id, hashed into this many buckets (not in the paper; 0: none)
     id_hashes: int = 1  # buckets per Pin id, tokens summed: 2 and more, Pins almost never share them all
     id_init_std: float = 1.0  # initial scale of those tokens (small: Pins start from content and neighbours)
-    position_init_std: float = 1.0  # initial scale of the user model's position embeddings (torch's default)
     steps: int = 300
     pair_batch_size: int = 256
     user_batch_size: int = 32

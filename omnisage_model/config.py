@@ -43,11 +43,6 @@ class ModelConfig:
     # Pin at a random token as large as its content's; small values start Pins from content
     # and neighbours and let identity grow where training needs it.
     id_init_std: float = 1.0
-    # Standard deviation of the user model's position embeddings at the start. torch's 1.0
-    # makes position outweigh the Pin in every input by about 14 to 1 (the input projection of
-    # a unit-norm Pin embedding gives elements of about 0.07); SASRec has the item outweigh
-    # position (item embeddings scaled by sqrt(width)).
-    position_init_std: float = 1.0
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024

@@ -243,8 +243,6 @@ class UserSequenceModel(nn.Module):
         super().__init__()
         self.inp = nn.Linear(config.out_dim, config.seq_width)
         self.position = nn.Embedding(config.seq_max_len, config.seq_width)
-        with torch.no_grad():  # the default draws, rescaled (see ``id_init_std``)
-            self.position.weight.mul_(config.position_init_std)
         self.layers = nn.ModuleList(
             EncoderLayer(
                 config.seq_width, config.seq_heads, 4 * config.seq_width, config.dropout, config.hidden_dropout
