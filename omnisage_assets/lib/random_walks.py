@@ -16,6 +16,7 @@ race, so its walks differed from one process to the next (one ML-100K run in fou
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -53,7 +54,11 @@ class Subgraph:
     metapaths: dict[str, list[str]]
     quotas: dict[str, int]
     prob: str | None  # edge feature that weights transitions; None: the arcs carry the weights
-    arcs: dict[str, Arcs] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def arcs(self) -> dict[str, Arcs]:
+        """Each edge type in CSR form, built on the first walk and kept for the others."""
+        return {etype: Arcs.of(self.graph, etype, self.prob) for etype in self.graph.etypes}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +83,12 @@ class Arcs:
 
     def step(self, current: torch.Tensor, restart_prob: float, generator: torch.Generator | None) -> torch.Tensor:
         """One transition of every trace; -1 marks a trace that stopped (now or before)."""
-        node = current.clamp(min=0)
-        start, end = self.indptr[node], self.indptr[node + 1]
         stay, pick = torch.rand((2, len(current)), generator=generator, dtype=torch.float64)
-        alive = (current >= 0) & (stay >= restart_prob) & (end > start)
         if not len(self.dst):
             return torch.full_like(current, -1)
+        node = current.clamp(min=0)
+        start, end = self.indptr[node], self.indptr[node + 1]
+        alive = (current >= 0) & (stay >= restart_prob) & (end > start)
         if self.cumulative is None:
             arc = start + (pick * (end - start)).long()
         else:
@@ -116,10 +121,6 @@ def _heterograph(arcs: dict[tuple[str, str, str], tuple[np.ndarray, ...]], num_n
     return graph, "weight"
 
 
-def _subgraph(name: str, graph: dgl.DGLGraph, metapaths: dict[str, list[str]], quotas: dict[str, int], prob: str | None):
-    return Subgraph(name, graph, metapaths, quotas, prob, {e: Arcs.of(graph, e, prob) for e in graph.etypes})
-
-
 def build_subgraphs(
     edges: pa.Table, pin_ids: pa.Array, board_ids: pa.Array, config: SamplingConfig
 ) -> list[Subgraph]:
@@ -149,14 +150,14 @@ def build_subgraphs(
     )
     hops = (config.max_steps + 1) // 2
     return [
-        _subgraph(
+        Subgraph(
             PIN_BOARD,
             pin_board,
             {PIN: ["saved_to", "contains"] * hops, BOARD: ["contains", "saved_to"] * hops},
             {PIN: config.pin_board_pins, BOARD: config.pin_board_boards},
             pin_board_prob,
         ),
-        _subgraph(
+        Subgraph(
             PIN_PIN,
             pin_pin,
             {PIN: ["related"] * config.max_steps},
