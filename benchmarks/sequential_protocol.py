@@ -19,6 +19,12 @@ the run, or resumes it from ``--state-dir`` (a second probe would pick a slightl
 
 ``train`` prints one JSON object: HR@10 and NDCG@10 of OmniSage's user embeddings beside
 popularity and the published SASRec / BERT4Rec figures (ML-1M), with the configuration.
+
+``sasrec`` trains the in-house reference on the same inputs (item ids only, full softmax,
+SASRec's published ML-1M settings unless ``--config`` says otherwise) and prints the same
+kind of object; ``--score-every N`` scores every N epochs:
+
+    python benchmarks/sequential_protocol.py sasrec --inputs DIR --epochs 80 --score-every 10
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out  # noqa: E402
+from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out, run_sasrec_leave_one_out  # noqa: E402
+from omnisage_model.baselines import SASRecConfig  # noqa: E402
 from omnisage_model.config import ModelConfig, TrainConfig  # noqa: E402
 from omnisage_model.data import BUNDLE_TABLES  # noqa: E402
 
@@ -93,6 +100,19 @@ def steps_within(inputs: Path, device: str, overrides: dict, seconds: float) -> 
     return max(1, int(seconds / per_step)), per_step
 
 
+def _bundle(inputs: Path) -> dict:
+    return {name: pq.read_table(inputs / "bundle" / f"{name}.parquet") for name in BUNDLE_TABLES}
+
+
+def _published(inputs: Path) -> dict:
+    dataset = json.loads((inputs / "dataset.json").read_text())["dataset"]
+    published = PUBLISHED_ML1M if dataset == "ml-1m" else {}
+    return {
+        "dataset": dataset,
+        "published": {name: {"hr_at_10": hr, "ndcg_at_10": ndcg} for name, (hr, ndcg) in published.items()},
+    }
+
+
 def _print_record(record: dict) -> None:
     print(json.dumps(record), file=sys.stderr, flush=True)  # progress; stdout stays one JSON
 
@@ -108,10 +128,9 @@ def train(
 ) -> dict:
     settings = {**DEFAULTS, **({"checkpoint_every": 500} if state_dir else {}), **overrides, "steps": steps}
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
-    dataset = json.loads((inputs / "dataset.json").read_text())
     model_settings = {k: v for k, v in settings.items() if k in model_fields}  # the data gives the widths
     result = run_leave_one_out(
-        {name: pq.read_table(inputs / "bundle" / f"{name}.parquet") for name in BUNDLE_TABLES},
+        _bundle(inputs),
         pq.read_table(inputs / "test.parquet"),
         pq.read_table(inputs / "popularity_source.parquet"),
         lambda dims: ModelConfig(**model_settings, **dims),
@@ -121,14 +140,23 @@ def train(
         state_dir=state_dir,
         score_every=score_every,
     )
-    published = PUBLISHED_ML1M if dataset["dataset"] == "ml-1m" else {}
-    return {
-        "dataset": dataset["dataset"],
-        "device": device,
-        **result,
-        "published": {name: {"hr_at_10": hr, "ndcg_at_10": ndcg} for name, (hr, ndcg) in published.items()},
-        "settings": settings,
-    }
+    return {**_published(inputs), "device": device, **result, "settings": settings}
+
+
+def sasrec(
+    inputs: Path, device: str, epochs: int, overrides: dict, score_every: int = 0, log: Callable[[dict], None] = _print_record
+) -> dict:
+    config = SASRecConfig(**{**overrides, "epochs": epochs})
+    result = run_sasrec_leave_one_out(
+        _bundle(inputs),
+        pq.read_table(inputs / "test.parquet"),
+        pq.read_table(inputs / "popularity_source.parquet"),
+        config,
+        device,
+        log=log,
+        score_every=score_every,
+    )
+    return {**_published(inputs), "device": device, **result}
 
 
 def main() -> None:
@@ -160,20 +188,34 @@ def main() -> None:
         "--score-every", type=int, default=0,
         help="also score HR@10 / NDCG@10 every this many steps: the report's learning curve",
     )
+    r = sub.add_parser("sasrec")
+    r.add_argument("--inputs", type=Path, required=True)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--epochs", type=int, default=SASRecConfig.epochs)
+    r.add_argument("--config", type=json.loads, action="append", default=[], help="SASRecConfig fields as JSON")
+    r.add_argument("--score-every", type=int, default=0, help="also score HR@10 / NDCG@10 every this many epochs")
+    r.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.dataset, args.out, args.text_cache)
+        return
+    if args.command == "sasrec":
+        config = {key: value for overrides in args.config for key, value in overrides.items()}
+        _write_report(sasrec(args.inputs, args.device, args.epochs, config, args.score_every), args.out)
         return
     config = {key: value for overrides in args.config for key, value in overrides.items()}
     steps = args.steps
     if args.seconds is not None:
         steps, per_step = steps_within(args.inputs, args.device, config, args.seconds)
         _print_record({"probe_seconds_per_step": per_step, "steps": steps})
-    report = train(args.inputs, args.device, steps, config, args.state_dir, args.score_every)
+    _write_report(train(args.inputs, args.device, steps, config, args.state_dir, args.score_every), args.out)
+
+
+def _write_report(report: dict, out: Path | None) -> None:
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,24 @@
 representation joins its own features with the visit-count-weighted mean of its sampled
 neighbours' transformed features, over the very neighbourhoods OmniSage reads. It has
 ``embed`` only, so ``train`` fits it on the entity-entity task alone, as PinSage was.
+
+``SASRec`` is the sequential protocol's in-house reference: item ids only, no graph and no
+content, trained by ``train_sasrec`` on the same histories OmniSage's user task reads.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from omnisage_model.config import ModelConfig
-from omnisage_model.data import FeatureStore
-from omnisage_model.layers import mlp
+from omnisage_model.data import FeatureStore, history_windows
+from omnisage_model.layers import EncoderLayer, mlp
 from omnisage_model.model import FeatureTokenizer
 
 
@@ -49,3 +56,114 @@ class PinSageStyle(nn.Module):
             weight = weight.index_add(0, rows, score.to(weight.dtype))
         pooled = pooled / weight.clamp_min(1e-6)
         return F.normalize(self.head(F.relu(self.combine(torch.cat([own, pooled], dim=1)))), dim=-1)
+
+
+@dataclasses.dataclass
+class SASRecConfig:
+    """SASRec's published ML-1M settings (Kang and McAuley, ICDM 2018), trained with a full
+    softmax (SASRec+, Klenitskiy and Vasilev, RecSys 2023) rather than one sampled negative."""
+
+    width: int = 64
+    layers: int = 2
+    heads: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 80
+    seed: int = 0
+    # None: SASRec's dot product. A value: OmniSage's score instead, cosine over this temperature,
+    # to measure what unit-norm embeddings cost an otherwise equal model.
+    temperature: float | None = None
+
+
+class SASRec(nn.Module):
+    """A causal transformer over item-id embeddings; the same table embeds the inputs and
+    scores the next item by dot product, so popularity can live in an item's norm (unless
+    ``config.temperature`` asks for cosine scores)."""
+
+    def __init__(self, n_items: int, config: SASRecConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.width
+        self.items = nn.Embedding(n_items, d)
+        nn.init.normal_(self.items.weight, std=d**-0.5)  # unit-norm rows in expectation
+        self.position = nn.Embedding(config.max_len, d)
+        self.layers = nn.ModuleList(
+            EncoderLayer(d, config.heads, 4 * d, hidden_dropout=config.dropout) for _ in range(config.layers)
+        )
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``items`` (B, T) item index, -1 padded on the right; returns (B, T, width): output
+        ``t`` summarises items ``0..t``; as ``user_vectors`` it scores item ``t + 1``."""
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.items(items.clamp_min(0)) * (items >= 0)[..., None] * self.config.width**0.5
+        x = F.dropout(x + self.position(positions), self.config.dropout, self.training)
+        mask = positions[None, :] < lengths[:, None]
+        for layer in self.layers:
+            x = layer(x, key_mask=mask, causal=True)
+        return self.norm(x)
+
+    def user_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Outputs as queries: their dot products with ``item_vectors()`` are the scores."""
+        return hidden if self.config.temperature is None else F.normalize(hidden, dim=-1) / self.config.temperature
+
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items, width): what ``user_vectors`` score."""
+        return self.items.weight if self.config.temperature is None else F.normalize(self.items.weight, dim=-1)
+
+    @torch.no_grad()
+    def embed_users(self, history: torch.Tensor, offsets: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """(U, width): each user's ``user_vectors`` after the last of their latest ``max_len`` items."""
+        self.eval()
+        device = self.items.weight.device
+        out = []
+        for start in range(0, len(offsets) - 1, batch_size):
+            users = torch.arange(start, min(start + batch_size, len(offsets) - 1))
+            items, lengths = history_windows(history, offsets, users, self.config.max_len)
+            hidden = self(items.to(device), lengths.clamp_min(1).to(device))
+            out.append(hidden[torch.arange(len(users), device=device), (lengths - 1).clamp_min(0).to(device)])
+        return self.user_vectors(torch.cat(out))
+
+
+def train_sasrec(
+    history: torch.Tensor,
+    offsets: torch.Tensor,
+    n_items: int,
+    config: SASRecConfig,
+    device: str = "cpu",
+    log: Callable[[dict[str, float]], None] | None = None,
+    evaluate: Callable[[SASRec], dict[str, float]] | None = None,
+    evaluate_every: int = 0,
+) -> SASRec:
+    """Fit ``SASRec`` to every user's latest ``max_len + 1`` items (``history`` user after user,
+    user u's at ``offsets[u]:offsets[u + 1]``), once per user and epoch: each item predicts the
+    next under a softmax over all ``n_items``. ``evaluate`` scores every ``evaluate_every``
+    epochs; its results join the epoch's log record."""
+    torch.manual_seed(config.seed)
+    order = torch.Generator().manual_seed(config.seed)
+    model = SASRec(n_items, config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
+    n_users = len(offsets) - 1
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        total, batches = 0.0, 0
+        for users in torch.randperm(n_users, generator=order).split(config.batch_size):
+            items, lengths = history_windows(history, offsets, users, config.max_len + 1)
+            items, lengths = items.to(device), lengths.to(device)
+            hidden = model(items[:, :-1], (lengths - 1).clamp_min(1))
+            targets = items[:, 1:]
+            scored = targets >= 0  # only the positions with a next item are scored
+            loss = F.cross_entropy(model.user_vectors(hidden[scored]) @ model.item_vectors().T, targets[scored])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, batches = total + loss.item(), batches + 1
+        record = {"epoch": epoch + 1, "loss": total / batches, "seconds": time.perf_counter() - start}
+        if evaluate is not None and evaluate_every and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == config.epochs):
+            record.update(evaluate(model))
+        if log is not None:
+            log(record)
+    return model.eval()

@@ -134,6 +134,12 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert [p["step"] for p in first["curve"]] == [1, 2, 3, 4] and report["curve"] == []
     assert resumed["curve"] == first["curve"] and first["curve"][-1] == {"step": 4, **first["omnisage"]}
 
+    # The in-house SASRec reference scores the same held-out items, epoch by epoch.
+    reference = sequential_protocol.sasrec(tmp_path / "inputs", "cpu", 2, {"width": 16, "max_len": 16}, score_every=1)
+    assert reference["users"] == report["users"] and reference["popularity"] == report["popularity"]
+    assert [p["epoch"] for p in reference["curve"]] == [1, 2]
+    assert reference["curve"][-1] == {"epoch": 2, **reference["sasrec"]}
+
 
 def test_the_gpu_script_trains_what_the_study_trains():
     """The benchmark script runs where Dagster is not installed, so it spells out the study's

@@ -4,6 +4,8 @@ a bundle prepared elsewhere: ``benchmarks/sequential_protocol.py``."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +15,9 @@ import pyarrow.compute as pc
 import torch
 
 from omnisage_assets.lib.retrieval_eval import pin_popularity
+from omnisage_model.baselines import SASRec, SASRecConfig, train_sasrec
 from omnisage_model.config import ModelConfig, TrainConfig
-from omnisage_model.data import feature_dims
+from omnisage_model.data import FeatureStore, TaskData, feature_dims
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.metrics import hit_rate_and_ndcg
 from omnisage_model.train import load_training_inputs, train
@@ -22,6 +25,40 @@ from omnisage_model.train import load_training_inputs, train
 # The standard sequential protocol's published figures on MovieLens-1M (HR@10, NDCG@10),
 # from the RecSys 2023 reproducibility study (SASRec and BERT4Rec, 3,000 sampled negatives).
 PUBLISHED_ML1M = {"SASRec": (0.3159, 0.1857), "BERT4Rec": (0.2843, 0.1537)}
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """Each test user's held-out item and the items they saw before it, as row indices of the
+    users and items a model embeds."""
+
+    rows: np.ndarray  # (N,) the test users' rows among the embedded users
+    targets: np.ndarray  # (N,) each one's held-out Pin
+    seen: list[np.ndarray]  # each one's earlier Pins, left out of their ranking
+
+    @classmethod
+    def of(cls, bundle: dict[str, pa.Table], test: pa.Table, store: FeatureStore, tasks: TaskData) -> HeldOut:
+        user_row = {u: i for i, u in enumerate(tasks.user_ids)}
+        test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
+        history = bundle["sequences"]
+        seen_by_user = dict(zip(history["user_id"].to_pylist(), history["pin_ids"].to_pylist()))
+        return cls(
+            rows=np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64),
+            targets=store.pin_index(test["pin_id"].to_numpy()),
+            seen=[store.pin_index(np.array(seen_by_user[u], np.int64)) for u in test["user_id"].to_pylist()],
+        )
+
+    def score(self, users: np.ndarray, pins: np.ndarray) -> dict[str, float]:
+        """HR@10 and NDCG@10 of every user's scores (dot products) over every Pin."""
+        hr, ndcg = hit_rate_and_ndcg(users[self.rows], pins, self.targets, self.seen)
+        return {"hr_at_10": hr, "ndcg_at_10": ndcg}
+
+    def popularity(self, source: pa.Table, pin_ids: np.ndarray) -> dict[str, float]:
+        """The same metrics for one ranking of every Pin by its count in ``source``."""
+        counts = pin_popularity(source, pin_ids).astype(np.float32)[:, None]
+        tie_break = np.random.default_rng(0).random(len(counts)).astype(np.float32)[:, None] * 1e-3
+        hr, ndcg = hit_rate_and_ndcg(np.ones((len(self.rows), 1), np.float32), counts + tie_break, self.targets, self.seen)
+        return {"hr_at_10": hr, "ndcg_at_10": ndcg}
 
 
 def run_leave_one_out(
@@ -44,34 +81,66 @@ def run_leave_one_out(
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
     store = store.to(device)  # once: training and every scoring then use it in place
-    user_row = {u: i for i, u in enumerate(tasks.user_ids)}
-    test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
-    rows = np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64)
-    targets = store.pin_index(test["pin_id"].to_numpy())
-    history = bundle["sequences"]
-    seen_by_user = dict(zip(history["user_id"].to_pylist(), history["pin_ids"].to_pylist()))
-    seen = [store.pin_index(np.array(seen_by_user[u], np.int64)) for u in test["user_id"].to_pylist()]
+    held_out = HeldOut.of(bundle, test, store, tasks)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         pins = embed_nodes(model, store, device=device)[: store.n_pins]
-        users = embed_users(model, pins, tasks, device=device)
-        hr, ndcg = hit_rate_and_ndcg(users[rows], pins, targets, seen)
-        return {"hr_at_10": hr, "ndcg_at_10": ndcg}
+        return held_out.score(embed_users(model, pins, tasks, device=device), pins)
 
     result = train(
         store, tasks, config, train_config, device=device, log=log, state_dir=state_dir,
         evaluate=score, evaluate_every=score_every,
     )
     final = score(result.model)
-    popularity = pin_popularity(popularity_source, store.pin_ids).astype(np.float32)[:, None]
-    tie_break = np.random.default_rng(0).random(len(popularity)).astype(np.float32)[:, None] * 1e-3
-    pop_hr, pop_ndcg = hit_rate_and_ndcg(np.ones((len(rows), 1), np.float32), popularity + tie_break, targets, seen)
     return {
-        "users": len(rows),
+        "users": len(held_out.rows),
         "omnisage": final,
-        "popularity": {"hr_at_10": pop_hr, "ndcg_at_10": pop_ndcg},
+        "popularity": held_out.popularity(popularity_source, store.pin_ids),
         "steps": train_config.steps,
         "train_seconds": round(result.seconds, 1),  # across resumed sittings
         "resumed_from_step": result.resumed_from_step,
         "curve": [*result.evaluations, {"step": train_config.steps, **final}] if score_every else [],
+    }
+
+
+def run_sasrec_leave_one_out(
+    bundle: dict[str, pa.Table],
+    test: pa.Table,
+    popularity_source: pa.Table,
+    config: SASRecConfig,
+    device: str = "cpu",
+    log: Callable[[dict[str, float]], None] | None = None,
+    score_every: int = 0,
+) -> dict:
+    """The in-house reference: SASRec (item ids only) trained on the histories OmniSage's user
+    task reads, scored on the same held-out items; ``score_every`` epochs adds its learning curve."""
+    model_config = ModelConfig(**feature_dims(bundle["pin_features"]), seq_max_len=config.max_len)
+    store, tasks = load_training_inputs(bundle, model_config)
+    held_out = HeldOut.of(bundle, test, store, tasks)
+    curve: list[dict[str, float]] = []
+
+    def score(model: SASRec) -> dict[str, float]:
+        users = model.embed_users(tasks.history, tasks.history_offsets).float().cpu().numpy()
+        return held_out.score(users, model.item_vectors().detach().float().cpu().numpy())
+
+    def record(entry: dict[str, float]) -> None:
+        if "hr_at_10" in entry:
+            curve.append({k: entry[k] for k in ("epoch", "hr_at_10", "ndcg_at_10")})
+        if log is not None:
+            log(entry)
+
+    start = time.perf_counter()
+    model = train_sasrec(
+        tasks.history, tasks.history_offsets, store.n_pins, config, device, record, score, score_every
+    )
+    seconds = time.perf_counter() - start
+    final = curve[-1] if curve and curve[-1]["epoch"] == config.epochs else {"epoch": config.epochs, **score(model)}
+    return {
+        "users": len(held_out.rows),
+        "sasrec": {k: final[k] for k in ("hr_at_10", "ndcg_at_10")},
+        "popularity": held_out.popularity(popularity_source, store.pin_ids),
+        "epochs": config.epochs,
+        "train_seconds": round(seconds, 1),
+        "curve": curve,
+        "config": dataclasses.asdict(config),
     }
