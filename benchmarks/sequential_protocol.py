@@ -199,11 +199,10 @@ def main() -> None:
     if args.command == "prepare":
         prepare(args.dataset, args.out, args.text_cache)
         return
+    config = {key: value for overrides in args.config for key, value in overrides.items()}
     if args.command == "sasrec":
-        config = {key: value for overrides in args.config for key, value in overrides.items()}
         _write_report(sasrec(args.inputs, args.device, args.epochs, config, args.score_every), args.out)
         return
-    config = {key: value for overrides in args.config for key, value in overrides.items()}
     steps = args.steps
     if args.seconds is not None:
         steps, per_step = steps_within(args.inputs, args.device, config, args.seconds)
