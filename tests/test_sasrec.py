@@ -1,5 +1,7 @@
 """The sequential protocol's in-house reference: SASRec over item ids, trained with a full softmax."""
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -33,8 +35,8 @@ def test_sasrec_learns_which_item_comes_next():
 
 def test_sasrec_training_is_reproducible_for_a_seed():
     history, offsets = successor_histories()
-    short = SASRecConfig(**{**SMALL.__dict__, "epochs": 2, "dropout": 0.2})
+    short = dataclasses.replace(SMALL, epochs=2, dropout=0.2)
     first, again = (train_sasrec(history, offsets, N_ITEMS, short).state_dict() for _ in range(2))
-    other = train_sasrec(history, offsets, N_ITEMS, SASRecConfig(**{**short.__dict__, "seed": 1})).state_dict()
+    other = train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(short, seed=1)).state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["items.weight"], other["items.weight"])

@@ -37,15 +37,15 @@ class HeldOut:
     seen: list[np.ndarray]  # each one's earlier Pins, left out of their ranking
 
     @classmethod
-    def of(cls, bundle: dict[str, pa.Table], test: pa.Table, store: FeatureStore, tasks: TaskData) -> HeldOut:
+    def of(cls, test: pa.Table, store: FeatureStore, tasks: TaskData) -> HeldOut:
         user_row = {u: i for i, u in enumerate(tasks.user_ids)}
         test = test.filter(pc.is_in(test["user_id"], value_set=pa.array(tasks.user_ids, pa.int64())))
-        history = bundle["sequences"]
-        seen_by_user = dict(zip(history["user_id"].to_pylist(), history["pin_ids"].to_pylist()))
+        rows = np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64)
+        history, offsets = tasks.history.numpy(), tasks.history_offsets.numpy()
         return cls(
-            rows=np.array([user_row[u] for u in test["user_id"].to_pylist()], np.int64),
+            rows=rows,
             targets=store.pin_index(test["pin_id"].to_numpy()),
-            seen=[store.pin_index(np.array(seen_by_user[u], np.int64)) for u in test["user_id"].to_pylist()],
+            seen=[history[offsets[r] : offsets[r + 1]] for r in rows],
         )
 
     def score(self, users: np.ndarray, pins: np.ndarray) -> dict[str, float]:
@@ -81,7 +81,7 @@ def run_leave_one_out(
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
     store = store.to(device)  # once: training and every scoring then use it in place
-    held_out = HeldOut.of(bundle, test, store, tasks)
+    held_out = HeldOut.of(test, store, tasks)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         pins = embed_nodes(model, store, device=device)[: store.n_pins]
@@ -116,7 +116,7 @@ def run_sasrec_leave_one_out(
     task reads, scored on the same held-out items; ``score_every`` epochs adds its learning curve."""
     model_config = ModelConfig(**feature_dims(bundle["pin_features"]), seq_max_len=config.max_len)
     store, tasks = load_training_inputs(bundle, model_config)
-    held_out = HeldOut.of(bundle, test, store, tasks)
+    held_out = HeldOut.of(test, store, tasks)
     curve: list[dict[str, float]] = []
 
     def score(model: SASRec) -> dict[str, float]:
