@@ -12,6 +12,7 @@ content, trained by ``train_sasrec`` on the same histories OmniSage's user task 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -75,6 +76,16 @@ class SASRecConfig:
     # None: SASRec's dot product. A value: OmniSage's score instead, cosine over this temperature,
     # to measure what unit-norm embeddings cost an otherwise equal model.
     temperature: float | None = None
+    # With ``temperature``, which side's vectors are unit: "both" (cosine / temperature), "items"
+    # (users keep their norm, as a user vector scored against unit Pin embeddings by dot product),
+    # or "users" (unit users over the temperature, items keep their norm).
+    unit_vectors: str = "both"
+    # With ``temperature``, learn it (CLIP's logit scale, starting at that value): whether a fixed
+    # temperature is what unit-norm scores cost.
+    learn_temperature: bool = False
+    # A learned score per item added to every user's (a popularity prior, which a dot product
+    # can keep in an item's norm and a cosine cannot).
+    item_bias: bool = False
 
 
 class SASRec(nn.Module):
@@ -93,6 +104,10 @@ class SASRec(nn.Module):
             EncoderLayer(d, config.heads, 4 * d, hidden_dropout=config.dropout) for _ in range(config.layers)
         )
         self.norm = nn.LayerNorm(d)
+        # Neither draws random numbers: a seed's other initial weights stay what they were.
+        self.bias = nn.Parameter(torch.zeros(n_items)) if config.item_bias else None
+        scale = 1.0 / config.temperature if config.temperature else 1.0
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)), requires_grad=config.learn_temperature)
 
     def forward(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``items`` (B, T) item index, -1 padded on the right; returns (B, T, width): output
@@ -106,12 +121,18 @@ class SASRec(nn.Module):
         return self.norm(x)
 
     def user_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Outputs as queries: their dot products with ``item_vectors()`` are the scores."""
-        return hidden if self.config.temperature is None else F.normalize(hidden, dim=-1) / self.config.temperature
+        """Outputs as queries: their dot products with ``item_vectors()`` are the scores (a last
+        column of ones picks up the item bias)."""
+        if self.config.temperature is not None and self.config.unit_vectors != "items":
+            hidden = F.normalize(hidden, dim=-1) * self.log_scale.exp()
+        return hidden if self.bias is None else torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)
 
     def item_vectors(self) -> torch.Tensor:
-        """(n_items, width): what ``user_vectors`` score."""
-        return self.items.weight if self.config.temperature is None else F.normalize(self.items.weight, dim=-1)
+        """(n_items, width, plus 1 with ``item_bias``): what ``user_vectors`` score."""
+        items = self.items.weight
+        if self.config.temperature is not None and self.config.unit_vectors != "users":
+            items = F.normalize(items, dim=-1)
+        return items if self.bias is None else torch.cat([items, self.bias[:, None]], dim=-1)
 
     @torch.no_grad()
     def embed_users(self, history: torch.Tensor, offsets: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

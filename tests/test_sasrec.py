@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from omnisage_model.baselines import SASRecConfig, train_sasrec
@@ -22,9 +23,18 @@ def successor_histories(n_users: int = 48, seed: int = 0) -> tuple[torch.Tensor,
 SMALL = SASRecConfig(width=16, layers=1, max_len=16, dropout=0.0, lr=1e-2, batch_size=16, epochs=40)
 
 
-def test_sasrec_learns_which_item_comes_next():
+@pytest.mark.parametrize(
+    "score",
+    [
+        {},  # dot product
+        {"temperature": 0.1},  # cosine: OmniSage's score
+        {"temperature": 0.1, "unit_vectors": "items"},  # unit items, users keep their norm
+        {"temperature": 0.1, "learn_temperature": True, "item_bias": True},
+    ],
+)
+def test_sasrec_learns_which_item_comes_next(score):
     history, offsets = successor_histories()
-    model = train_sasrec(history, offsets, N_ITEMS, SMALL)
+    model = train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(SMALL, **score))
     users = model.embed_users(history, offsets).detach().numpy()
     last = history[offsets[1:] - 1].numpy()
     nothing_seen = [np.array([], np.int64)] * len(users)
@@ -40,3 +50,18 @@ def test_sasrec_training_is_reproducible_for_a_seed():
     other = train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(short, seed=1)).state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["items.weight"], other["items.weight"])
+
+
+def test_sasrec_scores_are_what_its_options_say():
+    """Unit vectors where the options ask for them; the bias rides as one more column; a learned
+    temperature moves from where it starts."""
+    history, offsets = successor_histories()
+    short = dataclasses.replace(SMALL, epochs=2, temperature=0.1)
+    model = train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(short, unit_vectors="items", item_bias=True))
+    items = model.item_vectors().detach()
+    assert torch.allclose(items[:, :-1].norm(dim=1), torch.ones(N_ITEMS)) and torch.equal(items[:, -1], model.bias.detach())
+    users = model.embed_users(history, offsets)
+    assert users[:, :-1].norm(dim=1).std() > 0.01 and torch.equal(users[:, -1], torch.ones(len(users)))
+    fixed, learned = (train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(short, learn_temperature=learn)) for learn in (False, True))
+    assert fixed.log_scale.item() == pytest.approx(np.log(10.0)) != learned.log_scale.item()
+    assert torch.allclose(learned.embed_users(history, offsets).norm(dim=1), learned.log_scale.exp())
