@@ -43,12 +43,6 @@ class ModelConfig:
     # Pin at a random token as large as its content's; small values start Pins from content
     # and neighbours and let identity grow where training needs it.
     id_init_std: float = 1.0
-    # False: the user-entity task scores unit Pin embeddings by dot product with user vectors
-    # that keep their norm, so each user's norm is its own learned inverse temperature (SASRec's
-    # score, but with unit items: in the in-house SASRec on ML-1M that recovers all the HR@10 that
-    # cosine over a fixed temperature loses early on). Served user vectors stay unit: a user's
-    # ranking of Pins does not depend on the user's norm.
-    unit_users: bool = True
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024
