@@ -87,6 +87,10 @@ class SASRecConfig:
     # can keep in an item's norm and a cosine cannot).
     item_bias: bool = False
 
+    def __post_init__(self) -> None:
+        if self.unit_vectors not in ("both", "items", "users"):
+            raise ValueError(f"unit_vectors must be 'both', 'items' or 'users', not {self.unit_vectors!r}")
+
 
 class SASRec(nn.Module):
     """A causal transformer over item-id embeddings; the same table embeds the inputs and

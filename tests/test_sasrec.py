@@ -65,3 +65,5 @@ def test_sasrec_scores_are_what_its_options_say():
     fixed, learned = (train_sasrec(history, offsets, N_ITEMS, dataclasses.replace(short, learn_temperature=learn)) for learn in (False, True))
     assert fixed.log_scale.item() == pytest.approx(np.log(10.0)) != learned.log_scale.item()
     assert torch.allclose(learned.embed_users(history, offsets).norm(dim=1), learned.log_scale.exp())
+    with pytest.raises(ValueError, match="unit_vectors must be"):
+        dataclasses.replace(short, unit_vectors="item")
