@@ -35,6 +35,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from omnisage_assets.lib.sequential import PUBLISHED_ML1M, run_leave_one_out, run_sasrec_leave_one_out  # noqa: E402
 from omnisage_model.baselines import SASRecConfig  # noqa: E402
 from omnisage_model.config import ModelConfig, TrainConfig  # noqa: E402
-from omnisage_model.data import BUNDLE_TABLES  # noqa: E402
+from omnisage_model.data import BUNDLE_TABLES, read_bundle  # noqa: E402
 
 # The study's defaults for the sequential protocol (SequentialTrainingConfig, tested), CPU-sized.
 DEFAULTS = {
@@ -100,8 +101,10 @@ def steps_within(inputs: Path, device: str, overrides: dict, seconds: float) -> 
     return max(1, int(seconds / per_step)), per_step
 
 
-def _bundle(inputs: Path) -> dict:
-    return {name: pq.read_table(inputs / "bundle" / f"{name}.parquet") for name in BUNDLE_TABLES}
+def _tables(inputs: Path) -> tuple[dict, pa.Table, pa.Table]:
+    """What ``write_inputs`` wrote: the bundle, the held-out items, the popularity source."""
+    test, popularity_source = (pq.read_table(inputs / f"{name}.parquet") for name in ("test", "popularity_source"))
+    return read_bundle(inputs / "bundle"), test, popularity_source
 
 
 def _published(inputs: Path) -> dict:
@@ -130,9 +133,7 @@ def train(
     model_fields = {f for f in ModelConfig.__dataclass_fields__}
     model_settings = {k: v for k, v in settings.items() if k in model_fields}  # the data gives the widths
     result = run_leave_one_out(
-        _bundle(inputs),
-        pq.read_table(inputs / "test.parquet"),
-        pq.read_table(inputs / "popularity_source.parquet"),
+        *_tables(inputs),
         lambda dims: ModelConfig(**model_settings, **dims),
         TrainConfig.from_dict({**settings, "log_every": max(1, steps // 20)}),
         device,
@@ -148,9 +149,7 @@ def sasrec(
 ) -> dict:
     config = SASRecConfig(**{**overrides, "epochs": epochs})
     result = run_sasrec_leave_one_out(
-        _bundle(inputs),
-        pq.read_table(inputs / "test.parquet"),
-        pq.read_table(inputs / "popularity_source.parquet"),
+        *_tables(inputs),
         config,
         device,
         log=log,

@@ -165,7 +165,8 @@ def train_sasrec(
     """Fit ``SASRec`` to every user's latest ``max_len + 1`` items (``history`` user after user,
     user u's at ``offsets[u]:offsets[u + 1]``), once per user and epoch: each item predicts the
     next under a softmax over all ``n_items``. ``evaluate`` scores every ``evaluate_every``
-    epochs; its results join the epoch's log record."""
+    epochs; its results join the epoch's log record, and its time is left out of the record's
+    ``seconds`` (training time, as ``train``'s)."""
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
     model = SASRec(n_items, config).to(device)
@@ -188,7 +189,9 @@ def train_sasrec(
             total, batches = total + loss.item(), batches + 1
         record = {"epoch": epoch + 1, "loss": total / batches, "seconds": time.perf_counter() - start}
         if evaluate is not None and evaluate_every and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == config.epochs):
+            began = time.perf_counter()
             record.update(evaluate(model))
+            start += time.perf_counter() - began
         if log is not None:
             log(record)
     return model.eval()
