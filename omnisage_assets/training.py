@@ -19,7 +19,7 @@ from dagster_defs.training_launchers import TrainingLauncher
 from omnisage_assets.checks import gx_check_result
 from omnisage_assets.lib.examples import training_examples as build_training_examples
 from omnisage_assets.plots import line_plot_md, table_md
-from omnisage_model.checkpoint import CheckpointError, read_checkpoint_config
+from omnisage_model.checkpoint import CheckpointError, read_checkpoint_config, trained_with
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import feature_dims
 
@@ -91,6 +91,7 @@ class TrainingRunConfig(dg.Config):
     id_buckets: int = 0  # a learned token per Pin id, hashed into this many buckets (not in the paper; 0: none)
     id_hashes: int = 1  # buckets per Pin id, tokens summed: 2 and more, Pins almost never share them all
     id_init_std: float = 1.0  # initial scale of those tokens (small: Pins start from content and neighbours)
+    id_residual: bool = False  # a learned vector per Pin id bucket, zero at first, added to the Pin embedding
     steps: int = 300
     pair_batch_size: int = 256
     user_batch_size: int = 32
@@ -203,7 +204,7 @@ def _previous_checkpoint(
         meta = read_checkpoint_config(directory)
     except CheckpointError:
         return None
-    if meta["model_config"] != json.loads(json.dumps(dataclasses.asdict(model_config))):
+    if not trained_with(meta, model_config):
         context.log.warning(f"not warm-starting from {directory}: it was trained with another model configuration")
         return None
     return directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -49,6 +50,17 @@ def read_checkpoint_config(directory: Path | str) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an OmniSage checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
     return meta
+
+
+def trained_with(meta: dict[str, Any], config: ModelConfig) -> bool:
+    """Whether the checkpoint whose metadata is ``meta`` has ``config``'s architecture. A setting
+    added since it was written takes its default (what the checkpoint was trained with), so an
+    upgrade does not cost a warm start; one this code does not know means another architecture."""
+    try:
+        saved = ModelConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return dataclasses.asdict(saved) == dataclasses.asdict(config)
 
 
 def load_checkpoint(directory: Path | str, device: str | torch.device = "cpu") -> tuple[OmniSage, dict[str, Any]]:

@@ -43,6 +43,12 @@ class ModelConfig:
     # Pin at a random token as large as its content's; small values start Pins from content
     # and neighbours and let identity grow where training needs it.
     id_init_std: float = 1.0
+    # Not in the paper: a learned vector per Pin id (the same hashed buckets as the id token, so
+    # ``id_buckets`` must be set), zero at the start, added to the Pin embedder's output before
+    # the L2 norm. The id token reaches the embedding only through attention and the head; this
+    # lets a Pin's embedding move freely where its content and neighbours pin it down (SASRec's
+    # free item vector, on top of OmniSage's).
+    id_residual: bool = False
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024
@@ -51,6 +57,8 @@ class ModelConfig:
         # Keys are below 2**63: a digit beyond that would be 0 for every Pin.
         if self.id_hashes < 1 or max(self.id_buckets, 2) ** (self.id_hashes - 1) >= 2**62:
             raise ValueError(f"id_hashes must be 1 or more with id_buckets ** (id_hashes - 1) < 2**62, not {self.id_hashes}")
+        if self.id_residual and not self.id_buckets:
+            raise ValueError("id_residual needs id_buckets: the residual vectors are read from the id buckets")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":

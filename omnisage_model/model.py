@@ -23,6 +23,14 @@ ENTITY_TYPES = ("pin", "board")
 CUDA_BATCH_MULTIPLE = 64
 
 
+def hashed_rows(table: nn.Embedding, keys: torch.Tensor, hashes: int) -> torch.Tensor:
+    """(n, dim) rows of id keys: the sum of ``hashes`` buckets' rows, read from the key's
+    base-``num_embeddings`` digits, scaled so the sum starts as large as one row."""
+    b = table.num_embeddings
+    buckets = torch.stack([keys // b**j % b for j in range(hashes)], dim=-1)
+    return table(buckets).sum(dim=-2) * hashes**-0.5
+
+
 class FeatureTokenizer(nn.Module):
     """Each raw feature of each entity type becomes one width-``D`` token through a small MLP.
 
@@ -75,12 +83,9 @@ class FeatureTokenizer(nn.Module):
         return torch.stack(tokens, dim=1) + self.slot.weight, torch.stack(mask, dim=1)
 
     def id_tokens(self, keys: torch.Tensor) -> torch.Tensor:
-        """(n, width) id tokens of id keys: the sum of ``id_hashes`` buckets' rows, read from the
-        key's base-``id_buckets`` digits, scaled so the sum starts as large as one row."""
+        """(n, width) id tokens of id keys (``hashed_rows``)."""
         assert self.entity_id is not None
-        b = self.entity_id.num_embeddings
-        buckets = torch.stack([keys // b**j % b for j in range(self.id_hashes)], dim=-1)
-        return self.entity_id(buckets).sum(dim=-2) * self.id_hashes**-0.5
+        return hashed_rows(self.entity_id, keys, self.id_hashes)
 
     def summary(self, store: FeatureStore, idx: torch.Tensor) -> torch.Tensor:
         """One vector per node (mixed types): the masked sum of its feature tokens."""
@@ -119,7 +124,8 @@ class EntityEmbedder(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = mlp(d, d, config.out_dim)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """``offset`` (n, out_dim), when given, is added to the head's output before the L2 norm."""
         n = len(tokens)
         pad = -n % CUDA_BATCH_MULTIPLE if tokens.is_cuda else 0
         if pad:  # fully masked rows, dropped below
@@ -129,7 +135,8 @@ class EntityEmbedder(nn.Module):
         mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         for layer in self.layers:
             x = layer(x, key_mask=mask)
-        return F.normalize(self.head(self.norm(x[:n, 0])), dim=-1)
+        out = self.head(self.norm(x[:n, 0]))
+        return F.normalize(out if offset is None else out + offset, dim=-1)
 
 
 def relu_mlp(sizes: list[int]) -> nn.Sequential:
@@ -188,6 +195,14 @@ class OmniSage(nn.Module):
         self.embedders = nn.ModuleList([EntityEmbedder(config) for _ in ENTITY_TYPES])
         self.sequence = UserSequenceModel(config)
         self.feature_encoders = FeatureEncoders(config)
+        # Zero at the start (and drawn from no random stream, so every other initial weight of a
+        # seed stays): a Pin starts where its content and neighbours put it, and moves away only
+        # as far as training pulls its own vector.
+        self.pin_residual = (
+            nn.Embedding.from_pretrained(torch.zeros(config.id_buckets, config.out_dim), freeze=False)
+            if config.id_residual
+            else None
+        )
 
     def _neighbor_tokens(
         self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None
@@ -225,7 +240,10 @@ class OmniSage(nn.Module):
                 continue
             own, own_mask = self.features(store, idx[sel], t)
             nbr, nbr_mask = self._neighbor_tokens(store, idx[sel], summaries)
-            emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1))
+            offset = None
+            if t == PIN_TYPE and self.pin_residual is not None:
+                offset = hashed_rows(self.pin_residual, store.id_key[idx[sel]], self.config.id_hashes)
+            emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1), offset)
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
 

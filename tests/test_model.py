@@ -13,7 +13,7 @@ from omnisage_assets.lib.edges import build_graph_edges
 from omnisage_assets.lib.examples import training_examples
 from omnisage_assets.lib.random_walks import SamplingConfig, sample_neighborhoods
 from omnisage_assets.lib.text_features import content_features, hashed_ngrams
-from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, trained_with
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
@@ -134,6 +134,33 @@ def test_id_hashes_tell_apart_pins_that_share_a_bucket_with_the_same_weights(bun
         _config(id_buckets=1 << 16, id_hashes=5)
 
 
+def test_id_residual_starts_at_zero_and_moves_only_its_own_pins(bundle):
+    """The residual changes nothing at the start (nor any other initial weight of a seed); a
+    trained row moves the Pins of its bucket and no other node; it trains; it needs id buckets."""
+    store, _ = load_training_inputs(bundle, _config(id_buckets=1 << 10))
+    torch.manual_seed(0)
+    plain = OmniSage(_config(id_buckets=1 << 10)).eval()
+    torch.manual_seed(0)
+    model = OmniSage(_config(id_buckets=1 << 10, id_residual=True)).eval()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in plain.state_dict().items())
+    nodes = torch.arange(store.n_nodes)
+    with torch.no_grad():
+        before = model.embed(store, nodes)
+        torch.testing.assert_close(before, plain.embed(store, nodes))
+        bucket = store.id_key[0] % (1 << 10)
+        model.pin_residual.weight[bucket] = 10.0
+        after = model.embed(store, nodes)
+    moved = (after - before).abs().amax(dim=1) > 1e-6
+    in_bucket = torch.zeros(store.n_nodes, dtype=torch.bool)
+    in_bucket[: store.n_pins] = store.id_key[: store.n_pins] % (1 << 10) == bucket
+    assert moved[0] and torch.equal(moved, in_bucket)  # boards have no residual
+    torch.testing.assert_close(after.norm(dim=1), torch.ones(store.n_nodes))
+    model.train().embed(store, nodes[:5]).sum().backward()
+    assert model.pin_residual.weight.grad[bucket].abs().sum() > 0
+    with pytest.raises(ValueError, match="id_residual needs id_buckets"):
+        _config(id_residual=True)
+
+
 def test_hidden_dropout_drops_in_training_only_and_draws_nothing_at_zero():
     """SASRec's dropout (residual branches, sequence inputs) regularises training and leaves
     inference alone; at 0 a run draws the random numbers it drew before the setting existed."""
@@ -196,6 +223,12 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     assert meta["step"] == 3
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)
+
+    # Warm starts: a setting added since the checkpoint was written takes its default.
+    assert trained_with(meta, model.config)
+    older = {**meta, "model_config": {k: v for k, v in meta["model_config"].items() if k != "id_residual"}}
+    assert trained_with(older, model.config) and not trained_with(older, _config(id_buckets=8, id_residual=True))
+    assert not trained_with({**meta, "model_config": {**meta["model_config"], "from_the_future": 1}}, model.config)
 
     (tmp_path / "ok" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="corrupt weights"):
