@@ -10,7 +10,8 @@
 # Each run writes OUT/seq_NAME.json (its report, learning curve included) and OUT/seq_NAME.log
 # (progress; the curve so far if a time limit cuts the run short). RUNS lists NAME=JSON pairs,
 # each JSON merged over GPU_SEQ_CONFIG. The H100 runs in docs/sequential_protocol.md predate
-# id_residual and future_window 1: RUNS='before={"id_residual": false, "future_window": 16}'.
+# future_window 1: RUNS='before={"future_window": 16}'. A free vector per Pin, side by side:
+# RUNS='plain={} resid={"id_residual": true}'.
 set -u
 INPUTS=${INPUTS:-artifacts/seq_ml1m}
 OUT=${OUT:-artifacts/gpu}
@@ -21,7 +22,7 @@ SCORE_EVERY=${SCORE_EVERY:-500}
 # Sequences of 200 with every position a query (SASRec's dense objective), an exact softmax over
 # all 3,883 Pins in one block (no chunks: memory is plentiful and launches are not free).
 GPU_SEQ_CONFIG='{"seq_max_len": 200, "user_batch_size": 256, "seq_width": 256, "seq_layers": 2,
-  "pin_candidates": "all", "loss_chunk_size": null, "dropout": 0.2, "id_buckets": 16384, "id_residual": true,
+  "pin_candidates": "all", "loss_chunk_size": null, "dropout": 0.2, "id_buckets": 16384,
   "sequence_windows": "random", "deterministic": false}'
 RUNS=${RUNS:-'seed0={"seed": 0} seed1={"seed": 1}'}
 mkdir -p "$OUT"

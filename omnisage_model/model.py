@@ -2,7 +2,8 @@
 
 An entity's tokens are ``[CLS] + own feature tokens + neighbour tokens`` (proximity order);
 one transformer per entity type aggregates them and the CLS output, through an MLP head
-and L2 normalisation, is the entity's embedding. Users are embedded by a causal
+(plus a free vector per Pin with ``id_residual``) and L2 normalisation, is the entity's
+embedding. Users are embedded by a causal
 transformer over the embeddings of the Pins they engaged with, so user gradients reach the
 Pin embedder.
 """
