@@ -3,9 +3,8 @@
 An entity's tokens are ``[CLS] + own feature tokens + neighbour tokens`` (proximity order);
 one transformer per entity type aggregates them and the CLS output, through an MLP head
 (plus a free vector per Pin with ``id_residual``) and L2 normalisation, is the entity's
-embedding. Users are embedded by a causal
-transformer over the embeddings of the Pins they engaged with, so user gradients reach the
-Pin embedder.
+embedding. Users are embedded by a causal transformer over the embeddings of the Pins they
+engaged with, so user gradients reach the Pin embedder.
 """
 
 from __future__ import annotations
@@ -239,11 +238,12 @@ class OmniSage(nn.Module):
             sel = (types == t).nonzero().squeeze(1)
             if len(sel) == 0:
                 continue
-            own, own_mask = self.features(store, idx[sel], t)
-            nbr, nbr_mask = self._neighbor_tokens(store, idx[sel], summaries)
+            nodes = idx[sel]
+            own, own_mask = self.features(store, nodes, t)
+            nbr, nbr_mask = self._neighbor_tokens(store, nodes, summaries)
             offset = None
             if t == PIN_TYPE and self.pin_residual is not None:
-                offset = hashed_rows(self.pin_residual, store.id_key[idx[sel]], self.config.id_hashes)
+                offset = hashed_rows(self.pin_residual, store.id_key[nodes], self.config.id_hashes)
             emb = self.embedders[t](torch.cat([own, nbr], 1), torch.cat([own_mask, nbr_mask], 1), offset)
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
