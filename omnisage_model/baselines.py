@@ -7,6 +7,10 @@ neighbours' transformed features, over the very neighbourhoods OmniSage reads. I
 
 ``SASRec`` is the sequential protocol's in-house reference: item ids only, no graph and no
 content, trained by ``train_sasrec`` on the same histories OmniSage's user task reads.
+
+``FreePinUserModel`` is OmniSage's user model over a free vector per Pin (SASRec's item) in
+place of the Pin embedder; trained by OmniSage's own trainer on the user task alone, it tells
+what the training regime costs from what the Pin embedder costs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import nn
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import FeatureStore, history_windows
 from omnisage_model.layers import EncoderLayer, mlp
-from omnisage_model.model import FeatureTokenizer
+from omnisage_model.model import FeatureTokenizer, UserSequenceModel
 
 
 class PinSageStyle(nn.Module):
@@ -57,6 +61,27 @@ class PinSageStyle(nn.Module):
             weight = weight.index_add(0, rows, score.to(weight.dtype))
         pooled = pooled / weight.clamp_min(1e-6)
         return F.normalize(self.head(F.relu(self.combine(torch.cat([own, pooled], dim=1)))), dim=-1)
+
+
+class FreePinUserModel(nn.Module):
+    """A unit vector of its own per Pin, and OmniSage's ``UserSequenceModel`` over them: the
+    ``embed`` / ``embed_sequence`` that ``train`` needs for the user-entity task (Pins only:
+    boards and the other tasks have nothing to read here)."""
+
+    def __init__(self, config: ModelConfig, n_pins: int) -> None:
+        super().__init__()
+        self.config = config
+        self.pins = nn.Embedding(n_pins, config.out_dim)
+        nn.init.normal_(self.pins.weight, std=config.out_dim**-0.5)  # as SASRec's: unit norm in expectation
+        self.sequence = UserSequenceModel(config)
+
+    def embed(self, store: FeatureStore, idx: torch.Tensor, summaries: torch.Tensor | None = None) -> torch.Tensor:
+        if len(idx) and int(idx.max()) >= self.pins.num_embeddings:
+            raise ValueError("FreePinUserModel embeds Pins only: train it on the user-entity task alone")
+        return F.normalize(self.pins(idx), dim=-1)
+
+    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.sequence(pin_embeddings, lengths)
 
 
 @dataclasses.dataclass

@@ -124,13 +124,17 @@ def sampled_softmax_loss(
 
 def candidate_log_q(
     in_batch_ids: torch.Tensor,
-    n_in_batch: int,
-    n_random: int,
+    random_ids: torch.Tensor,
     n_items: int,
     sketch: CountMinSketch,
 ) -> torch.Tensor:
-    """Log expected appearances of each candidate: in-batch ones by frequency, random ones uniform."""
-    p = sketch.probability(in_batch_ids).clamp_min(1.0 / max(sketch.total, 1.0))
-    in_batch = torch.log(p * n_in_batch)
-    random = torch.full((n_random,), float(torch.log(torch.tensor(n_random / n_items))), dtype=in_batch.dtype, device=in_batch.device)
-    return torch.cat([in_batch, random]).float()
+    """Log expected appearances of each candidate among all of them (mixed negative sampling):
+    ``len(in_batch_ids)`` draws by frequency plus ``len(random_ids)`` uniform over ``n_items``.
+
+    Every copy of an item is corrected by the same total, so that in expectation an item adds
+    its own score once to the partition function, whichever part it was drawn into (correcting
+    each part by its own rate alone would count every item twice)."""
+    ids = torch.cat([in_batch_ids, random_ids])
+    p = sketch.probability(ids).clamp_min(1.0 / max(sketch.total, 1.0))
+    uniform = (ids < n_items).to(p.dtype) * (len(random_ids) / n_items)
+    return torch.log(p * len(in_batch_ids) + uniform).float()

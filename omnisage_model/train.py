@@ -125,9 +125,9 @@ class StepBatch:
         return parts
 
 
-def _log_q(sketch: CountMinSketch, positives: torch.Tensor, n_random: int, n_pins: int) -> torch.Tensor:
+def _log_q(sketch: CountMinSketch, positives: torch.Tensor, random: torch.Tensor, n_pins: int) -> torch.Tensor:
     sketch.update(positives)
-    return candidate_log_q(positives, len(positives), n_random, n_pins, sketch)
+    return candidate_log_q(positives, random, n_pins, sketch)
 
 
 def train(
@@ -259,7 +259,7 @@ def _train(
                 if all_pins and sketch in ("pair", "user"):  # the feature task may retrieve boards
                     # Column i of the candidates is Pin i: the positives are their own targets.
                     return sampled_softmax_loss(queries, rand_emb, positives.to(device), rand_ids, no_correction, config.temperature, chunk)
-                log_q = _log_q(sketches[sketch], positives, len(batch.random), n_pins).to(device)
+                log_q = _log_q(sketches[sketch], positives, batch.random, n_pins).to(device)
                 cand = torch.cat([positive_emb, rand_emb])
                 cand_ids = torch.cat([positives.to(device), rand_ids])
                 target = torch.arange(len(positives), device=device)

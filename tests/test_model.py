@@ -17,7 +17,7 @@ from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_che
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
-from omnisage_model.losses import CountMinSketch, sampled_softmax_loss
+from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
 from omnisage_model.model import OmniSage
 from omnisage_model.train import load_training_inputs
 
@@ -202,6 +202,25 @@ def test_sampled_softmax_masks_duplicates_and_applies_log_q():
     torch.testing.assert_close(loss, (expected_q0 + expected_q1) / 2)
     # A large log Q on the positive lowers its corrected logit and raises the loss.
     assert sampled_softmax_loss(q, cand, target, ids, torch.tensor([5.0, 5.0, 0.0]), 1.0) > loss
+
+
+def test_log_q_makes_mixed_candidates_an_unbiased_partition_function():
+    """In-batch candidates (drawn by frequency) plus uniform random ones, each copy corrected by
+    log Q: summed exp(score - log Q) estimates the sum of exp(score) over every item, once."""
+    g = torch.Generator().manual_seed(0)
+    n_items, n_in_batch, n_random = 50, 40, 20
+    frequency = torch.rand(n_items, generator=g) ** 3 + 1e-3
+    frequency /= frequency.sum()
+    sketch = CountMinSketch(width=1 << 12)
+    sketch.update(torch.multinomial(frequency, 200_000, replacement=True, generator=g))
+    score = torch.randn(n_items, generator=g)
+    estimates = []
+    for _ in range(2000):
+        in_batch = torch.multinomial(frequency, n_in_batch, replacement=True, generator=g)
+        random = torch.randint(0, n_items, (n_random,), generator=g)
+        ids = torch.cat([in_batch, random])
+        estimates.append((score[ids] - candidate_log_q(in_batch, random, n_items, sketch)).exp().sum())
+    assert torch.stack(estimates).mean().item() == pytest.approx(score.exp().sum().item(), rel=0.03)
 
 
 def test_count_min_sketch_never_underestimates_and_finds_heavy_hitters():

@@ -134,6 +134,13 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     assert [p["step"] for p in first["curve"]] == [1, 2, 3, 4] and report["curve"] == []
     assert resumed["curve"] == first["curve"] and first["curve"][-1] == {"step": 4, **first["omnisage"]}
 
+    # The regime's diagnostic: a free vector per Pin in OmniSage's trainer, the user task alone
+    # (boards and the other tasks have nothing to read there).
+    free = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, {"warmup_steps": 1, **SMALL}, free_pins=True)
+    assert free["users"] == report["users"] and "omnisage" not in free
+    assert 0 <= free["free_pins"]["ndcg_at_10"] <= free["free_pins"]["hr_at_10"] <= 1
+    assert free["free_pins"] != report["omnisage"]
+
     # The in-house SASRec reference scores the same held-out items, epoch by epoch.
     reference = sequential_protocol.sasrec(tmp_path / "inputs", "cpu", 2, {"width": 16, "max_len": 16}, score_every=1)
     assert reference["users"] == report["users"] and reference["popularity"] == report["popularity"]

@@ -1,6 +1,7 @@
 """Training: the chunked loss, the entity-feature task, resuming, and the daily warm start."""
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from conftest import FAST_TRAINING, MODEL_DAY, TINY
 from test_model import _config, bundle  # noqa: F401  (the shared tiny training bundle)
 
+from omnisage_model.baselines import FreePinUserModel
 from omnisage_model.config import TrainConfig
 from omnisage_model.data import TaskData
 from omnisage_model.losses import sampled_softmax_loss
@@ -92,6 +94,21 @@ def test_the_training_history_ends_in_each_users_inference_sequence(bundle):  # 
         assert tasks.history[end - length : end].tolist() == tasks.sequences[user, :length].tolist()
     result = train(store, tasks, config, _train_config(sequence_windows="random", steps=2))
     assert np.isfinite(result.history[-1]["loss_user_next"])
+
+
+def test_free_pins_train_on_the_user_task_alone(bundle):  # noqa: F811
+    """The regime's diagnostic: OmniSage's trainer and user model over a free vector per Pin.
+    The user task lowers its loss; a task that embeds boards is refused by name."""
+    config = _config()
+    store, tasks = load_training_inputs(bundle, config)
+    build = functools.partial(FreePinUserModel, n_pins=store.n_pins)
+    result = train(store, tasks, config, _train_config(pair_weight=0.0, feature_weight=0.0, steps=30), build_model=build)
+    assert {k for k in result.history[0] if k.startswith("loss_")} == {"loss_user_next", "loss_user_future"}
+    assert np.mean([r["loss"] for r in result.history[-5:]]) < np.mean([r["loss"] for r in result.history[:5]])
+    pins = result.model.embed(store, torch.arange(store.n_pins))
+    torch.testing.assert_close(pins.norm(dim=1), torch.ones(store.n_pins))
+    with pytest.raises(ValueError, match="embeds Pins only"):
+        train(store, tasks, config, _train_config(feature_weight=0.0, steps=1), build_model=build)
 
 
 def test_entity_feature_task_alone_trains_the_entity_embedders(bundle):  # noqa: F811

@@ -5,6 +5,7 @@ a bundle prepared elsewhere: ``benchmarks/sequential_protocol.py``."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import pyarrow.compute as pc
 import torch
 
 from omnisage_assets.lib.retrieval_eval import pin_popularity
-from omnisage_model.baselines import SASRec, SASRecConfig, train_sasrec
+from omnisage_model.baselines import FreePinUserModel, SASRec, SASRecConfig, train_sasrec
 from omnisage_model.config import ModelConfig, TrainConfig
 from omnisage_model.data import FeatureStore, TaskData, feature_dims
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.metrics import hit_rate_and_ndcg
+from omnisage_model.model import OmniSage
 from omnisage_model.train import load_training_inputs, train
 
 # The standard sequential protocol's published figures on MovieLens-1M (HR@10, NDCG@10),
@@ -70,30 +72,43 @@ def run_leave_one_out(
     log: Callable[[dict[str, float]], None] | None = None,
     state_dir: Path | None = None,
     score_every: int = 0,
+    free_pins: bool = False,
 ) -> dict:
     """OmniSage (all tasks) trained on ``bundle`` (everything but each user's last item), then
     HR@10 and NDCG@10 of its user embeddings, beside popularity (counted over
     ``popularity_source``'s Pins), on that last item (``test``). ``log`` receives the training
     records (loss, seconds) as they come. With ``state_dir`` (and ``train_config.checkpoint_every``)
     training leaves resumable states there and resumes from one: a run longer than one sitting
-    (a GPU call's time limit, a CPU session) goes on where the last stopped."""
+    (a GPU call's time limit, a CPU session) goes on where the last stopped.
+
+    ``free_pins`` trains ``FreePinUserModel`` instead, on the user task alone, with the same
+    trainer and settings: the report's ``free_pins`` is what the training regime reaches when
+    every Pin is a free vector."""
     config = model_config(feature_dims(bundle["pin_features"]))
     store, tasks = load_training_inputs(bundle, config)
     store = store.to(device)  # once: training and every scoring then use it in place
     held_out = HeldOut.of(test, store, tasks)
+    build_model: Callable[[ModelConfig], torch.nn.Module] = OmniSage
+    if free_pins:
+        train_config = dataclasses.replace(train_config, pair_weight=0.0, feature_weight=0.0)
+        build_model = functools.partial(FreePinUserModel, n_pins=store.n_pins)
 
     def score(model: torch.nn.Module) -> dict[str, float]:
-        pins = embed_nodes(model, store, device=device)[: store.n_pins]
+        if free_pins:
+            with torch.no_grad():
+                pins = model.eval().embed(store, torch.arange(store.n_pins, device=device)).float().cpu().numpy()
+        else:
+            pins = embed_nodes(model, store, device=device)[: store.n_pins]
         return held_out.score(embed_users(model, pins, tasks, device=device), pins)
 
     result = train(
         store, tasks, config, train_config, device=device, log=log, state_dir=state_dir,
-        evaluate=score, evaluate_every=score_every,
+        build_model=build_model, evaluate=score, evaluate_every=score_every,
     )
     final = score(result.model)
     return {
         "users": len(held_out.rows),
-        "omnisage": final,
+        "free_pins" if free_pins else "omnisage": final,
         "popularity": held_out.popularity(popularity_source, store.pin_ids),
         "steps": train_config.steps,
         "train_seconds": round(result.seconds, 1),  # across resumed sittings
