@@ -136,5 +136,7 @@ def candidate_log_q(
     each part by its own rate alone would count every item twice)."""
     ids = torch.cat([in_batch_ids, random_ids])
     p = sketch.probability(ids).clamp_min(1.0 / max(sketch.total, 1.0))
+    # Random draws are items (Pins, indices below n_items); other candidates (the feature task's
+    # boards) can only have come from the batch.
     uniform = (ids < n_items).to(p.dtype) * (len(random_ids) / n_items)
     return torch.log(p * len(in_batch_ids) + uniform).float()
