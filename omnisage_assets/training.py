@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -214,13 +215,31 @@ def _previous_checkpoint(
 def omnisage_checkpoint_check(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
     meta = read_checkpoint_config(storage.download("omnisage_checkpoint", context.partition_key) or storage.checkpoint_dir(context.partition_key))
     history = pd.DataFrame(meta["history"])
-    first, last = history["loss"].iloc[0], history["loss"].iloc[-1]
+    trend = loss_trend_problem(history["loss"].tolist(), warm_started=bool(meta.get("warm_started_from")))
     return gx_check_result(
         history,
         [
             gx.expectations.ExpectColumnValuesToNotBeNull(column="loss"),
             gx.expectations.ExpectColumnValuesToBeBetween(column="loss", min_value=0, max_value=1e6),
         ],
-        extra_problems=[] if last < first else [f"loss did not decrease ({first:.4f} -> {last:.4f})"],
+        extra_problems=[trend] if trend else [],
         metadata={"history": dg.MetadataValue.json(json.loads(history.tail(5).to_json(orient="records")))},
     )
+
+
+def loss_trend_problem(losses: list[float], warm_started: bool, warm_tolerance: float = 0.1) -> str | None:
+    """Why the logged loss curve says training went wrong, or None.
+
+    Single logged losses are one sampled batch each, so the first and last quarters of the
+    curve are compared, not the first and last points. A cold start must go down. A warm
+    start begins near its floor, where a short day's training may stay level; it must only
+    not climb by more than ``warm_tolerance`` (divergence, a bad learning rate)."""
+    window = max(1, len(losses) // 4)
+    start, end = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    if warm_started:
+        if end > start * (1 + warm_tolerance):
+            return f"warm-started loss rose more than {warm_tolerance:.0%} (mean of first {window} logged: {start:.4f} -> last {window}: {end:.4f})"
+        return None
+    if end >= start:
+        return f"loss did not decrease (mean of first {window} logged: {start:.4f} -> last {window}: {end:.4f})"
+    return None

@@ -187,6 +187,18 @@ def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupte
     assert other.resumed_from_step == 0
 
 
+def test_the_checkpoint_check_reads_the_loss_trend_not_two_noisy_points():
+    from omnisage_assets.training import loss_trend_problem
+
+    falling = [5.0, 4.0, 4.2, 3.1, 3.0, 2.6, 2.9, 2.4]
+    assert loss_trend_problem(falling, warm_started=False) is None
+    flat_and_noisy = [2.0, 2.3, 1.9, 2.2, 2.1, 1.9, 2.25, 2.05]  # last point above the first
+    assert "did not decrease" in loss_trend_problem(flat_and_noisy, warm_started=False)
+    assert loss_trend_problem(flat_and_noisy, warm_started=True) is None  # near its floor already
+    diverging = [2.0, 2.1, 2.0, 2.4, 2.9, 3.5, 4.0, 5.0]
+    assert "rose more than 10%" in loss_trend_problem(diverging, warm_started=True)
+
+
 def test_the_next_day_warm_starts_from_the_previous_checkpoint(pipeline, dagster_instance):
     import dagster as dg
 
