@@ -84,6 +84,9 @@ class TrainConfig:
     lr: float = 5e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    # After the warm-up: "cosine" decays the learning rate to zero at ``steps``; "constant"
+    # keeps it (SASRec's Adam), so a run can be stopped anywhere or trained on.
+    lr_schedule: str = "cosine"
     grad_clip: float = 1.0
     feature_batch_size: int = 256  # nodes per raw feature type and step, entity-feature task
     pair_weight: float = 1.0  # the paper's l_p
@@ -109,6 +112,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.pin_candidates not in ("sampled", "all"):
             raise ValueError(f"pin_candidates must be 'sampled' or 'all', not {self.pin_candidates!r}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {self.lr_schedule!r}")
         if self.sequence_windows not in ("recent", "random"):
             raise ValueError(f"sequence_windows must be 'recent' or 'random', not {self.sequence_windows!r}")
 

@@ -262,6 +262,12 @@ class UserSequenceModel(nn.Module):
         super().__init__()
         self.inp = nn.Linear(config.out_dim, config.seq_width)
         self.position = nn.Embedding(config.seq_max_len, config.seq_width)
+        # Small, as BERT's and GPT's (0.02): the Pins come in as unit vectors, which ``inp`` maps
+        # to a norm near 0.6, and positions at nn.Embedding's N(0, 1) (norm 8) drowned them 14
+        # to 1 until training had shrunk them. The default draws rescaled: every other initial
+        # weight of a seed stays what it was.
+        with torch.no_grad():
+            self.position.weight.mul_(0.02)
         self.layers = nn.ModuleList(
             EncoderLayer(
                 config.seq_width, config.seq_heads, 4 * config.seq_width, config.dropout, config.hidden_dropout

@@ -59,11 +59,13 @@ class TrainResult:
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to zero."""
+    """Linear warm-up, then cosine decay to zero (or, with ``lr_schedule="constant"``, flat)."""
 
     def f(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
+        if config.lr_schedule == "constant":
+            return 1.0
         progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 

@@ -191,6 +191,17 @@ def test_sequence_output_at_step_t_ignores_later_actions():
     assert not torch.allclose(a[0, 4:], b[0, 4:])
 
 
+def test_a_fresh_sequence_model_hears_the_pins_over_the_positions():
+    from omnisage_model.model import UserSequenceModel
+
+    torch.manual_seed(0)
+    model = UserSequenceModel(ModelConfig(out_dim=64, seq_width=64, seq_max_len=64))
+    pins = torch.nn.functional.normalize(torch.randn(1000, 64), dim=-1)
+    projected = model.inp(pins)
+    pin_signal = (projected - projected.mean(0)).norm(dim=-1).mean()  # what tells Pins apart
+    assert model.position.weight.norm(dim=-1).mean() < pin_signal / 3  # N(0, 1) gave 14 times it
+
+
 def test_sampled_softmax_masks_duplicates_and_applies_log_q():
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     cand = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])

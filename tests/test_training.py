@@ -218,3 +218,16 @@ def test_the_next_day_warm_starts_from_the_previous_checkpoint(pipeline, dagster
     assert meta["warm_started_from"].value.endswith(f"omnisage_checkpoint/{MODEL_DAY}")
     assert "| pair |" not in meta["losses"].value and "| loss_pair |" in meta["losses"].value
     assert not (pipeline["root"] / "training_state" / next_day).exists()  # finished: no state left
+
+
+def test_the_learning_rate_warms_up_then_decays_or_stays():
+    from omnisage_model.train import lr_lambda
+
+    cosine = lr_lambda(TrainConfig(steps=100, warmup_steps=10))
+    constant = lr_lambda(TrainConfig(steps=100, warmup_steps=10, lr_schedule="constant"))
+    for f in (cosine, constant):
+        assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert cosine(55) == pytest.approx(0.5) and cosine(99) < 0.001
+    assert constant(55) == constant(99) == constant(10_000) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
