@@ -11,7 +11,8 @@
 # (progress; the curve so far if a time limit cuts the run short). RUNS lists NAME=JSON pairs,
 # each JSON merged over GPU_SEQ_CONFIG. The H100 runs in docs/sequential_protocol.md predate
 # future_window 1: RUNS='before={"future_window": 16}'. A free vector per Pin, side by side:
-# RUNS='plain={} resid={"id_residual": true}'.
+# RUNS='plain={} resid={"id_residual": true}'. A run whose NAME starts with "free" trains the
+# free-Pin diagnostic instead (`train --free-pins`): RUNS='omni={} free={}'.
 set -u
 INPUTS=${INPUTS:-artifacts/seq_ml1m}
 OUT=${OUT:-artifacts/gpu}
@@ -31,16 +32,17 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=${OMP_NUM_THRE
 pids=()
 while read -r run; do
   name=${run%%=*}
+  free=(); [[ $name == free* ]] && free=(--free-pins)
   timeout $((TRAIN_SECONDS * 2 + 120)) $PY benchmarks/sequential_protocol.py train --inputs "$INPUTS" \
     --device "$DEVICE" --seconds "$TRAIN_SECONDS" --score-every "$SCORE_EVERY" \
-    --config "$GPU_SEQ_CONFIG" --config "${run#*=}" --out "$OUT/seq_$name.json" > /dev/null 2> "$OUT/seq_$name.log" &
+    --config "$GPU_SEQ_CONFIG" --config "${run#*=}" --out "$OUT/seq_$name.json" ${free[@]+"${free[@]}"} > /dev/null 2> "$OUT/seq_$name.log" &
   pids+=($!)
 done < <(grep -o '[^ ]*={[^}]*}' <<< "$RUNS")
 for pid in "${pids[@]}"; do wait "$pid"; done
 for log in "$OUT"/seq_*.log; do
   name=$(basename "$log" .log)
   if [ -f "$OUT/$name.json" ]; then
-    $PY -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], r['steps'], 'steps', r['omnisage'], [round(p['hr_at_10'], 4) for p in r['curve']])" "$OUT/$name.json" "$name"
+    $PY -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], r['steps'], 'steps', r.get('omnisage', r.get('free_pins')), [round(p['hr_at_10'], 4) for p in r['curve']])" "$OUT/$name.json" "$name"
   else
     echo "$name: no report"; tail -3 "$log"
   fi
