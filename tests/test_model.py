@@ -18,7 +18,7 @@ from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
-from omnisage_model.model import OmniSage
+from omnisage_model.model import OmniSage, UserSequenceModel
 from omnisage_model.train import load_training_inputs
 
 TEXT_DIM = 8
@@ -192,8 +192,6 @@ def test_sequence_output_at_step_t_ignores_later_actions():
 
 
 def test_a_fresh_sequence_model_hears_the_pins_over_the_positions():
-    from omnisage_model.model import UserSequenceModel
-
     torch.manual_seed(0)
     model = UserSequenceModel(ModelConfig(out_dim=64, seq_width=64, seq_max_len=64))
     pins = torch.nn.functional.normalize(torch.randn(1000, 64), dim=-1)

@@ -14,7 +14,7 @@ from omnisage_model.config import TrainConfig
 from omnisage_model.data import TaskData
 from omnisage_model.losses import sampled_softmax_loss
 from omnisage_model.model import OmniSage
-from omnisage_model.train import _training_sequences, _user_queries, load_training_inputs, train
+from omnisage_model.train import _training_sequences, _user_queries, load_training_inputs, lr_lambda, train
 
 
 def _loss_inputs():
@@ -221,8 +221,6 @@ def test_the_next_day_warm_starts_from_the_previous_checkpoint(pipeline, dagster
 
 
 def test_the_learning_rate_warms_up_then_decays_or_stays():
-    from omnisage_model.train import lr_lambda
-
     cosine = lr_lambda(TrainConfig(steps=100, warmup_steps=10))
     constant = lr_lambda(TrainConfig(steps=100, warmup_steps=10, lr_schedule="constant"))
     for f in (cosine, constant):
