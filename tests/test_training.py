@@ -160,6 +160,33 @@ def test_all_pin_candidates_make_the_pin_tasks_an_exact_softmax_over_every_pin(b
         TrainConfig(pin_candidates="every")
 
 
+def test_a_one_action_future_window_counts_the_next_action_loss_twice_and_computes_it_once(bundle, monkeypatch):  # noqa: F811
+    """With ``future_window=1`` the future target is the next action: the user task's loss is
+    computed once a step and enters L_next + L_future twice, so the objective is what two
+    identical losses would give at the cost of one."""
+    import omnisage_model.train as train_module
+
+    config = _config(feature_mlp_hidden=32)
+    store, tasks = load_training_inputs(bundle, config)
+    calls = []
+
+    def counting_loss(*args, **kwargs):
+        calls.append(len(args[0]))
+        return sampled_softmax_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "sampled_softmax_loss", counting_loss)
+    one = train(store, tasks, config, _train_config(future_window=1, steps=2))
+    per_step_one = len(calls) // 2
+    calls.clear()
+    train(store, tasks, config, _train_config(future_window=2, steps=2))
+    assert per_step_one == len(calls) // 2 - 1  # the future task's call, and only it, is saved
+    for record in one.history:
+        assert record["loss_user_future"] == record["loss_user_next"]
+        features = [v for k, v in record.items() if k.startswith("loss_feature_")]
+        expected = record["loss_pair"] + sum(features) / len(features) + 2 * record["loss_user_next"]
+        assert record["loss"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupted_one_does(bundle, tmp_path):  # noqa: F811
     config = _config(feature_mlp_hidden=32)
     store, tasks = load_training_inputs(bundle, config)
