@@ -88,6 +88,10 @@ class TrainConfig:
     # keeps it (SASRec's Adam), so a run can be stopped anywhere or trained on.
     lr_schedule: str = "cosine"
     grad_clip: float = 1.0
+    # Decay of an exponential moving average of the weights, updated after every step (None:
+    # none). The average is scored beside the trained weights and is what the standalone
+    # trainer saves: averaging late iterates is a cheap stand-in for more steps.
+    ema_decay: float | None = None
     feature_batch_size: int = 256  # nodes per raw feature type and step, entity-feature task
     pair_weight: float = 1.0  # the paper's l_p
     feature_weight: float = 1.0  # l_f
@@ -114,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"pin_candidates must be 'sampled' or 'all', not {self.pin_candidates!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {self.lr_schedule!r}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie strictly between 0 and 1, not {self.ema_decay}")
         if self.sequence_windows not in ("recent", "random"):
             raise ValueError(f"sequence_windows must be 'recent' or 'random', not {self.sequence_windows!r}")
 

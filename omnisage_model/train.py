@@ -56,6 +56,8 @@ class TrainResult:
     resumed_from_step: int = 0  # 0: started from scratch (or from ``init_from``)
     # ``evaluate``'s scores during training, each with its step: a learning curve in held-out terms.
     evaluations: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    # The moving average of the weights (``TrainConfig.ema_decay``), or None.
+    averaged: torch.nn.Module | None = None
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -198,6 +200,13 @@ def _train(
     model.to(device)
     store = store.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = (
+        None
+        if config.ema_decay is None
+        else torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+        )
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config))
     n_pins = store.n_pins
     eligible_users = (tasks.sequence_length >= 2).nonzero().squeeze(1)
@@ -233,6 +242,8 @@ def _train(
         for name, sketch in sketches.items():
             sketch.counts.copy_(extra[f"sketch_{name}"])
             sketch.total = meta["sketch_totals"][name]
+        if ema is not None:
+            ema.load_state_dict({k.removeprefix("ema."): v for k, v in extra.items() if k.startswith("ema.")})
     start = time.perf_counter() - elapsed
     for step in range(first_step, config.steps):
         model.train()
@@ -300,6 +311,8 @@ def _train(
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if step % config.log_every == 0 or step == config.steps - 1:
             record = {
                 "step": step,
@@ -319,7 +332,10 @@ def _train(
             began = time.perf_counter()
             model.eval()
             with torch.no_grad():
-                evaluations.append({"step": done, **evaluate(model)})
+                scores = evaluate(model)
+                if ema is not None:
+                    scores |= {f"ema_{k}": v for k, v in evaluate(ema.module.eval()).items()}
+                evaluations.append({"step": done, **scores})
             if log is not None:
                 log(evaluations[-1])
             start += time.perf_counter() - began  # ``seconds`` counts training only
@@ -333,6 +349,7 @@ def _train(
                     "generator": g.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     **{f"sketch_{k}": v.counts for k, v in sketches.items()},
+                    **({f"ema.{k}": v for k, v in ema.state_dict().items()} if ema is not None else {}),
                 },
                 {
                     **configs,
@@ -343,7 +360,8 @@ def _train(
                     "sketch_totals": {k: v.total for k, v in sketches.items()},
                 },
             )
-    return TrainResult(model.cpu(), history, time.perf_counter() - start, first_step, evaluations)
+    averaged = None if ema is None else ema.module.cpu()
+    return TrainResult(model.cpu(), history, time.perf_counter() - start, first_step, evaluations, averaged)
 
 
 def _same_configs(state_dir: Path, configs: dict[str, Any]) -> bool:
@@ -407,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
             store, tasks, model_config, config, init_from=args.init_from, device=args.device, log=log, state_dir=args.state_dir
         )
         meta = {**args.meta, "train_config": dataclasses.asdict(config), "history": result.history, "seconds": result.seconds}
-        save_checkpoint(args.out, result.model, meta)
+        save_checkpoint(args.out, result.model if result.averaged is None else result.averaged, meta)
         summary = {
             "path": str(args.out),
             "device": args.device,

@@ -187,11 +187,12 @@ def test_a_one_action_future_window_counts_the_next_action_loss_twice_and_comput
         assert record["loss"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupted_one_does(bundle, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupted_one_does(bundle, tmp_path, ema_decay):  # noqa: F811
     config = _config(feature_mlp_hidden=32)
     store, tasks = load_training_inputs(bundle, config)
     # Bit for bit needs deterministic kernels: CPU EmbeddingBag backward otherwise varies in the last bits.
-    train_config = _train_config(checkpoint_every=10, deterministic=True)
+    train_config = _train_config(checkpoint_every=10, deterministic=True, ema_decay=ema_decay)
     reference = train(store, tasks, config, train_config, state_dir=tmp_path / "uninterrupted")
 
     class Killed(Exception):
@@ -209,9 +210,32 @@ def test_a_killed_run_resumes_from_its_last_state_and_ends_where_an_uninterrupte
     assert [r["step"] for r in resumed.history] == list(range(24))
     for key, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    if ema_decay is not None:  # the moving average resumes too, not from the resumed weights
+        for key, value in reference.averaged.state_dict().items():
+            torch.testing.assert_close(resumed.averaged.state_dict()[key], value, rtol=0, atol=0, msg=key)
     # Another configuration never resumes a state it did not write.
     other = train(store, tasks, config, dataclasses.replace(train_config, lr=1e-3), state_dir=state)
     assert other.resumed_from_step == 0
+
+
+def test_the_moving_average_of_the_weights_leaves_training_alone_and_is_scored_beside_it(bundle):  # noqa: F811
+    config = _config(feature_mlp_hidden=32)
+    store, tasks = load_training_inputs(bundle, config)
+    plain = train(store, tasks, config, _train_config(steps=2, deterministic=True))
+    first = train(store, tasks, config, _train_config(steps=1, deterministic=True))  # step 0's lr: the warm-up's, as above
+    scored = []
+    averaged = train(
+        store, tasks, config, _train_config(steps=2, deterministic=True, ema_decay=0.75),
+        evaluate=lambda m: scored.append(m) or {"norm": float(sum(p.norm() for p in m.parameters()))}, evaluate_every=1,
+    )
+    assert plain.averaged is None and len(scored) == 2 and set(averaged.evaluations[0]) == {"step", "norm", "ema_norm"}
+    for key, value in plain.model.state_dict().items():
+        torch.testing.assert_close(averaged.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+        if value.is_floating_point():  # the first update copies, the next blends: 0.75 old + 0.25 new
+            expected = 0.75 * first.model.state_dict()[key] + 0.25 * value
+            torch.testing.assert_close(averaged.averaged.state_dict()[key], expected, msg=key)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_the_checkpoint_check_reads_the_loss_trend_not_two_noisy_points():

@@ -106,6 +106,8 @@ def run_leave_one_out(
         build_model=build_model, evaluate=score, evaluate_every=score_every,
     )
     final = score(result.model)
+    if result.averaged is not None:
+        final |= {f"ema_{k}": v for k, v in score(result.averaged).items()}
     return {
         "users": len(held_out.rows),
         "free_pins" if free_pins else "omnisage": final,
