@@ -222,7 +222,7 @@ def test_the_moving_average_of_the_weights_leaves_training_alone_and_is_scored_b
     config = _config(feature_mlp_hidden=32)
     store, tasks = load_training_inputs(bundle, config)
     plain = train(store, tasks, config, _train_config(steps=2, deterministic=True))
-    first = train(store, tasks, config, _train_config(steps=1, deterministic=True))  # step 0's lr: the warm-up's, as above
+    first = train(store, tasks, config, _train_config(steps=1, deterministic=True))  # the warm-up gives step 0 the same lr at any length
     scored = []
     averaged = train(
         store, tasks, config, _train_config(steps=2, deterministic=True, ema_decay=0.75),
