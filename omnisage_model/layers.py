@@ -29,11 +29,26 @@ class EncoderLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, width))
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False, queries: int | None = None
     ) -> torch.Tensor:
-        """``x`` (B, T, D); ``key_mask`` (B, T) True where a token may be attended to."""
+        """``x`` (B, T, D); ``key_mask`` (B, T) True where a token may be attended to.
+
+        ``queries``: only the first this many positions are computed and returned, (B, queries, D);
+        every position still serves as a key and value. A last layer whose other outputs nobody
+        reads (the entity embedder's, which keeps only its CLS) then skips most of its cost: the
+        output projection and the MLP run on one row in 20 instead of all."""
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        h = d // self.heads
+        if queries is None:
+            q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, h).permute(2, 0, 3, 1, 4)
+        else:
+            if causal:
+                raise ValueError("queries is for bidirectional layers: a causal prefix would see only itself")
+            (w_q, w_kv), (bias_q, bias_kv) = self.qkv.weight.split([d, 2 * d]), self.qkv.bias.split([d, 2 * d])
+            normed = self.norm1(x)
+            q = F.linear(normed[:, :queries], w_q, bias_q).view(b, queries, self.heads, h).transpose(1, 2)
+            k, v = F.linear(normed, w_kv, bias_kv).view(b, t, 2, self.heads, h).permute(2, 0, 3, 1, 4)
+            x = x[:, :queries]
         mask = None if key_mask is None else key_mask[:, None, None, :]
         if causal and mask is not None:
             mask = mask & torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
@@ -41,7 +56,7 @@ class EncoderLayer(nn.Module):
         attn = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
-        attended = self.proj(attn.transpose(1, 2).reshape(b, t, d))
+        attended = self.proj(attn.transpose(1, 2).reshape(b, x.shape[1], d))
         x = x + F.dropout(attended, self.hidden_dropout, self.training)
         return x + F.dropout(self.mlp(self.norm2(x)), self.hidden_dropout, self.training)
 

@@ -133,8 +133,9 @@ class EntityEmbedder(nn.Module):
         cls = self.cls.expand(tokens.shape[0], 1, -1)
         x = torch.cat([cls, tokens], dim=1)
         mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        for layer in self.layers:
-            x = layer(x, key_mask=mask)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, key_mask=mask, queries=1 if i == last else None)  # only the CLS is read
         out = self.head(self.norm(x[:n, 0]))
         return F.normalize(out if offset is None else out + offset, dim=-1)
 

@@ -17,6 +17,7 @@ from omnisage_model.checkpoint import CheckpointError, load_checkpoint, save_che
 from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
+from omnisage_model.layers import EncoderLayer
 from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
 from omnisage_model.model import OmniSage, UserSequenceModel
 from omnisage_model.train import load_training_inputs
@@ -177,6 +178,26 @@ def test_hidden_dropout_drops_in_training_only_and_draws_nothing_at_zero():
     rng = torch.get_rng_state()
     torch.testing.assert_close(plain.train().embed_sequence(pins, lengths), served)
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_layer_asked_for_its_first_queries_returns_what_the_full_layer_gives_them():
+    """The entity embedder's last layer computes only its CLS row (the rest is never read):
+    the same values and gradients as the full layer's first row, every token still a key."""
+    torch.manual_seed(0)
+    layer = EncoderLayer(32, 4, 64, hidden_dropout=0.1).double().eval()
+    x = torch.randn(5, 9, 32, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(5, 9) > 0.4
+    mask[:, 0] = True
+    full = layer(x, key_mask=mask)[:, :1]
+    (grad_full,) = torch.autograd.grad(full.square().sum(), x)
+    first = layer(x, key_mask=mask, queries=1)
+    (grad_first,) = torch.autograd.grad(first.square().sum(), x)
+    assert first.shape == (5, 1, 32)
+    torch.testing.assert_close(first, full)
+    torch.testing.assert_close(grad_first, grad_full)
+    assert grad_first[:, 1:][mask[:, 1:]].abs().sum() > 0  # the other tokens are still read
+    with pytest.raises(ValueError, match="bidirectional"):
+        layer(x, causal=True, queries=1)
 
 
 def test_sequence_output_at_step_t_ignores_later_actions():
