@@ -36,7 +36,7 @@ class EncoderLayer(nn.Module):
         ``queries``: only the first this many positions are computed and returned, (B, queries, D);
         every position still serves as a key and value. A last layer whose other outputs nobody
         reads (the entity embedder's, which keeps only its CLS) then skips most of its cost: the
-        output projection and the MLP run on one row in 20 instead of all."""
+        output projection and the MLP run on one row instead of every token's."""
         b, t, d = x.shape
         h = d // self.heads
         if queries is None:
