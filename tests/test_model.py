@@ -184,7 +184,7 @@ def test_a_layer_asked_for_its_first_queries_returns_what_the_full_layer_gives_t
     """The entity embedder's last layer computes only its CLS row (the rest is never read):
     the same values and gradients as the full layer's first row, every token still a key."""
     torch.manual_seed(0)
-    layer = EncoderLayer(32, 4, 64, hidden_dropout=0.1).double().eval()
+    layer = EncoderLayer(32, 4, 64).double().eval()
     x = torch.randn(5, 9, 32, dtype=torch.float64, requires_grad=True)
     mask = torch.rand(5, 9) > 0.4
     mask[:, 0] = True
