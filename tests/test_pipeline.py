@@ -202,7 +202,7 @@ def test_training_runs_through_pipes_and_reports_its_metrics(pipeline):
 
 
 def test_a_bad_index_blocks_the_release_and_the_previous_one_stays_served(pipeline, dagster_instance):
-    """Day 8 with an index tuned to miss (1 probe of 14 partitions): its recall check fails,
+    """Day 8 with an index tuned to miss (1 probe of about 60 partitions): its recall check fails,
     published_embeddings never runs, and readers keep day 7's release."""
     import dagster as dg
 
@@ -218,7 +218,7 @@ def test_a_bad_index_blocks_the_release_and_the_previous_one_stays_served(pipeli
         run_config={
             "ops": {
                 "omnisage_checkpoint": {"config": {**FAST_TRAINING, "steps": 20}},
-                "embedding_index": {"config": {"min_rows": 100, "rows_per_partition": 64, "nprobes": 1}},
+                "embedding_index": {"config": {"min_rows": 100, "rows_per_partition": 16, "nprobes": 1}},
             }
         },
     )
