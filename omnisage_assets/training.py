@@ -107,7 +107,7 @@ class TrainingRunConfig(dg.Config):
     user_weight: float = 1.0
     user_positions: int | None = 8  # sequence steps per user that query the user task; None: all
     future_window: int = 16  # actions ahead from which the user task's second target is drawn (1: the next)
-    sequence_windows: str = "recent"  # "random" or "balanced": windows anywhere in a longer history (TrainConfig)
+    sequence_windows: str = "recent"  # or "random": windows anywhere in a history longer than seq_max_len
     loss_chunk_size: int | None = 256
     checkpoint_every: int = 50  # steps between resumable states: a killed run resumes
     warm_start: bool = True  # start from the previous day's checkpoint when it fits

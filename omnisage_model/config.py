@@ -106,8 +106,7 @@ class TrainConfig:
     # Which ``seq_max_len`` actions of a user a step trains on. "recent": the most recent (what
     # inference embeds). "random": consecutive actions at a random place in the whole history,
     # so a history longer than ``seq_max_len`` trains in full (MovieLens-1M: the most recent 64
-    # hold a third of the next-action targets). "balanced": as "random", placed so that the latest
-    # actions are targets as often as older ones (uniform starts train the very last action least).
+    # hold a third of the next-action targets).
     sequence_windows: str = "recent"
     seed: int = 0
     # torch's deterministic kernels: a rerun or a resumed run matches bit for bit (some CPU
@@ -122,10 +121,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {self.lr_schedule!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie strictly between 0 and 1, not {self.ema_decay}")
-        if self.sequence_windows not in ("recent", "random", "balanced"):
-            raise ValueError(
-                f"sequence_windows must be 'recent', 'random' or 'balanced', not {self.sequence_windows!r}"
-            )
+        if self.sequence_windows not in ("recent", "random"):
+            raise ValueError(f"sequence_windows must be 'recent' or 'random', not {self.sequence_windows!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

@@ -301,16 +301,15 @@ class TaskData:
 
 
 def history_windows(
-    history: torch.Tensor, offsets: torch.Tensor, users: torch.Tensor, max_len: int, start: torch.Tensor | None = None
+    history: torch.Tensor, offsets: torch.Tensor, users: torch.Tensor, max_len: int, where: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows (B, T) of up to ``max_len`` consecutive actions of each of ``users``, -1 padded on
-    the right, and their lengths (B,). ``start`` (B,) is each window's first action, counted
-    from the user's oldest (at most the history's length less ``max_len``); None takes the
-    most recent actions."""
+    the right, and their lengths (B,). ``where`` (B,) in [0, 1) places each window along the
+    user's history (0: the oldest); None takes the most recent actions."""
     first = offsets[users]
     total = offsets[users + 1] - first
     lengths = total.clamp(max=max_len)
-    first += total - lengths if start is None else start
+    first += total - lengths if where is None else (where * (total - lengths + 1)).long()
     position = torch.arange(max(int(lengths.max()) if len(lengths) else 0, 1))
     inside = position < lengths[:, None]
     index = torch.where(inside, first[:, None] + position, 0)

@@ -78,28 +78,13 @@ def _training_sequences(
     tasks: TaskData, users: torch.Tensor, max_len: int, config: TrainConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """This step's sequence (B, T) and length (B,) for each user in ``users``: the most recent
-    ``max_len`` actions ("recent", what inference embeds), or ``max_len`` consecutive actions
-    anywhere in the whole history, so that the actions older than the most recent window train
-    the user task too: starting at a uniformly random place ("random"), or placed so that every
-    action is a target about equally often ("balanced").
-
-    Uniform starts over a history of N actions give each of the N - L + 1 full windows the same
-    chance, so an action in the middle is in L of them and the very last in one: the actions
-    nearest what a user does next train least. "balanced" draws the start over all N + L - 1
-    placements that overlap the history and clamps it into the history, so every action is in
-    at least L of them (the last exactly L, the ones at the start of the latest window up to
-    2L - 1)."""
+    ``max_len`` actions ("recent", what inference embeds), or ``max_len`` consecutive actions at
+    a uniformly random place in the whole history ("random"), so that the actions older than
+    the most recent window train the user task too."""
     if config.sequence_windows == "recent":
         return tasks.sequences[users], tasks.sequence_length[users]
-    total = tasks.history_offsets[users + 1] - tasks.history_offsets[users]
-    lengths = total.clamp(max=max_len)
-    draw = torch.rand(len(users), generator=g)
-    if config.sequence_windows == "random":
-        start = (draw * (total - lengths + 1)).long()
-    else:
-        start = ((draw * (total + lengths - 1)).long() - (lengths - 1)).clamp(min=0)
-        start = torch.minimum(start, total - lengths)
-    return history_windows(tasks.history, tasks.history_offsets, users, max_len, start)
+    where = torch.rand(len(users), generator=g)
+    return history_windows(tasks.history, tasks.history_offsets, users, max_len, where)
 
 
 def _user_queries(

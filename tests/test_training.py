@@ -85,27 +85,6 @@ def test_random_windows_reach_the_whole_history_and_recent_ones_what_inference_e
         TrainConfig(sequence_windows="oldest")
 
 
-def test_balanced_windows_train_the_latest_actions_as_often_as_older_ones():
-    """Uniform starts put the last action of a long history in one full window of N - L + 1;
-    balanced placement makes it a next-action target as often as an action in the middle."""
-    n, max_len = 12, 4
-    history = torch.arange(n)
-    tasks = TaskData(torch.empty(0), torch.empty(0), history[None, -max_len:], torch.tensor([max_len]), np.arange(1),
-                     history, torch.tensor([0, n]))
-    users, g = torch.zeros(64, dtype=torch.long), torch.Generator().manual_seed(0)
-    targets = {}
-    for mode in ("random", "balanced"):
-        counts = torch.zeros(n)
-        for _ in range(200):
-            seq, lengths = _training_sequences(tasks, users, max_len, TrainConfig(sequence_windows=mode), g)
-            assert bool((lengths == max_len).all()) and bool((seq.diff(dim=1) == 1).all())  # full, consecutive
-            counts += torch.bincount(seq[:, 1:].flatten(), minlength=n)  # a window's first action is no target
-        targets[mode] = counts / counts[5:7].mean()  # relative to the middle of the history
-    assert targets["random"][-1] < 0.4  # in 1 window of 9, where a middle action is in 4
-    assert bool((targets["balanced"][1:] > 0.85).all())  # every action that can be a target is, as often
-    assert targets["balanced"][-1] > 0.85
-
-
 def test_the_training_history_ends_in_each_users_inference_sequence(bundle):  # noqa: F811
     config = _config(seq_max_len=3)
     store, tasks = load_training_inputs(bundle, config)
