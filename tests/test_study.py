@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 from test_model import bundle  # noqa: F401  (the shared tiny training bundle)
 
+from omnisage_assets.lib.retrieval_eval import pin_popularity
+from omnisage_assets.lib.sequential import STUDY_MIN_ITEM_RATINGS, HeldOut
 from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, variant_bundle
 from omnisage_assets.study import SequentialTrainingConfig
 from omnisage_model.metrics import hit_rate_and_ndcg
@@ -104,6 +106,26 @@ def test_hit_rate_and_ndcg_rank_the_target_among_unseen_items():
     assert hr == 1.0 and ndcg == pytest.approx((1 / np.log2(3) + 1) / 2)
 
 
+def test_the_study_items_leave_rare_pins_out_of_every_ranking():
+    """The published figures rank only movies with at least 5 ratings: a rarer Pin that outscores
+    the target costs it a rank among every Pin and none among the study's items, and a user
+    whose held-out Pin is rare is not scored there."""
+    items = np.eye(4, dtype=np.float32)  # Pin i scores users[:, i]
+    users = np.array([[0.9, 0.5, 0.7, 0.1], [0.8, 0.1, 0.2, 0.9], [0.1, 0.1, 0.1, 0.9]], np.float32)
+    none = np.array([], np.int64)
+    held_out = HeldOut(rows=np.arange(3), targets=np.array([2, 0, 3]), seen=[none, none, np.array([1])])
+    pin_ids = np.arange(10, 14)
+    training = pa.table({"pin_id": pa.array([10] * 4 + [11] * 5 + [12] * 4 + [13] * 3, pa.int64())})
+    test = pa.table({"pin_id": pa.array([12, 10, 13], pa.int64())})
+    ratings = pin_popularity(training, pin_ids) + pin_popularity(test, pin_ids)  # 5, 5, 5, 4
+    study = held_out.among(ratings >= STUDY_MIN_ITEM_RATINGS)
+    assert study.rows.tolist() == [0, 1] and [s.tolist() for s in study.seen] == [[3], [3]]
+    # Among every Pin only user 2 ranks its target first (user 1's is behind the rare Pin 3) ...
+    assert hit_rate_and_ndcg(users, items, held_out.targets, held_out.seen, k=1) == (1 / 3, 1 / 3)
+    # ... among the study's items user 1 does, user 0 still does not, and user 2 is not scored.
+    assert hit_rate_and_ndcg(users[study.rows], items, study.targets, study.seen, k=1) == (0.5, 0.5)
+
+
 def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world, tmp_path):
     days = tiny_world.config.days[:2]
     engagements = pa.concat_tables([tiny_world.engagements(d) for d in days])
@@ -122,6 +144,9 @@ def test_leave_one_out_holds_out_exactly_each_users_last_interaction(tiny_world,
     report = sequential_protocol.train(tmp_path / "inputs", "cpu", 4, {"warmup_steps": 1, **SMALL})
     assert report["users"] == data.test.num_rows and report["steps"] == 4
     assert 0 <= report["omnisage"]["ndcg_at_10"] <= report["omnisage"]["hr_at_10"] <= 1
+    # Scored twice: among every Pin, and among the study's items (Pins with 5 ratings or more).
+    assert set(report["omnisage"]) == {"hr_at_10", "ndcg_at_10", "study_items_hr_at_10", "study_items_ndcg_at_10"}
+    assert report["study_items"] < data.bundle["pin_features"].num_rows and report["study_item_users"] <= report["users"]
 
     # A run split over two sittings (a GPU call's time limit) scores what the one-sitting run
     # does, and its learning curve (scored every step, which does not change training) is whole.
