@@ -12,8 +12,7 @@ import pyarrow as pa
 import pytest
 from test_model import bundle  # noqa: F401  (the shared tiny training bundle)
 
-from omnisage_assets.lib.retrieval_eval import pin_popularity
-from omnisage_assets.lib.sequential import STUDY_MIN_ITEM_RATINGS, HeldOut
+from omnisage_assets.lib.sequential import HeldOut, study_items
 from omnisage_assets.lib.study import VARIANTS, prepare, prepare_leave_one_out, variant_bundle
 from omnisage_assets.study import SequentialTrainingConfig
 from omnisage_model.metrics import hit_rate_and_ndcg
@@ -114,11 +113,11 @@ def test_the_study_items_leave_rare_pins_out_of_every_ranking():
     users = np.array([[0.9, 0.5, 0.7, 0.1], [0.8, 0.1, 0.2, 0.9], [0.1, 0.1, 0.1, 0.9]], np.float32)
     none = np.array([], np.int64)
     held_out = HeldOut(rows=np.arange(3), targets=np.array([2, 0, 3]), seen=[none, none, np.array([1])])
-    pin_ids = np.arange(10, 14)
     training = pa.table({"pin_id": pa.array([10] * 4 + [11] * 5 + [12] * 4 + [13] * 3, pa.int64())})
     test = pa.table({"pin_id": pa.array([12, 10, 13], pa.int64())})
-    ratings = pin_popularity(training, pin_ids) + pin_popularity(test, pin_ids)  # 5, 5, 5, 4
-    study = held_out.among(ratings >= STUDY_MIN_ITEM_RATINGS)
+    keep = study_items(test, training, np.arange(10, 14))  # 5, 5, 5 and 4 ratings with the held-out ones
+    assert keep.tolist() == [True, True, True, False]
+    study = held_out.among(keep)
     assert study.rows.tolist() == [0, 1] and [s.tolist() for s in study.seen] == [[3], [3]]
     # Among every Pin only user 2 ranks its target first (user 1's is behind the rare Pin 3) ...
     assert hit_rate_and_ndcg(users, items, held_out.targets, held_out.seen, k=1) == (1 / 3, 1 / 3)

@@ -76,6 +76,13 @@ class HeldOut:
         return {"hr_at_10": hr, "ndcg_at_10": ndcg}
 
 
+def study_items(test: pa.Table, popularity_source: pa.Table, pin_ids: np.ndarray) -> np.ndarray:
+    """A mask over ``pin_ids``: the Pins with at least ``STUDY_MIN_ITEM_RATINGS`` ratings, counted
+    over training and held-out ratings alike, as the study's file was filtered."""
+    ratings = pin_popularity(popularity_source, pin_ids) + pin_popularity(test, pin_ids)
+    return ratings >= STUDY_MIN_ITEM_RATINGS
+
+
 @dataclasses.dataclass
 class HeldOutBothWays:
     """The held-out items ranked among every Pin and among the study's items only (the
@@ -88,9 +95,7 @@ class HeldOutBothWays:
     @classmethod
     def of(cls, test: pa.Table, popularity_source: pa.Table, store: FeatureStore, tasks: TaskData) -> HeldOutBothWays:
         every_pin = HeldOut.of(test, store, tasks)
-        # Counted over training and held-out ratings alike, as the study's file was filtered.
-        ratings = pin_popularity(popularity_source, store.pin_ids) + pin_popularity(test, store.pin_ids)
-        keep = ratings >= STUDY_MIN_ITEM_RATINGS
+        keep = study_items(test, popularity_source, store.pin_ids)
         return cls(every_pin, every_pin.among(keep), int(keep.sum()))
 
     def score(self, users: np.ndarray, pins: np.ndarray) -> dict[str, float]:
