@@ -49,13 +49,6 @@ class ModelConfig:
     # lets a Pin's embedding move freely where its content and neighbours pin it down (SASRec's
     # free item vector, on top of OmniSage's).
     id_residual: bool = False
-    # False: the user-entity task scores unit Pin embeddings by dot product with user vectors
-    # that keep their norm, so each user's norm is its own learned inverse temperature. The
-    # in-house SASRec on ML-1M scored that way keeps up with its dot product to 160 epochs,
-    # where cosine over a fixed temperature ends 0.010 HR@10 below (docs/sequential_protocol.md,
-    # session 40); on OmniSage it is unmeasured at length. Served user vectors stay unit: a
-    # user's ranking of Pins does not depend on the user's norm.
-    unit_users: bool = True
     # Entity-feature task: per raw feature type a ReLU MLP with this many layers and width.
     feature_mlp_layers: int = 4
     feature_mlp_hidden: int = 1024

@@ -249,8 +249,8 @@ class OmniSage(nn.Module):
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
 
-    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor, unit: bool = True) -> torch.Tensor:
-        return self.sequence(pin_embeddings, lengths, unit)
+    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.sequence(pin_embeddings, lengths)
 
 
 class UserSequenceModel(nn.Module):
@@ -279,15 +279,12 @@ class UserSequenceModel(nn.Module):
         self.out = nn.Linear(config.seq_width, config.out_dim)
         self.hidden_dropout = config.hidden_dropout
 
-    def forward(self, pins: torch.Tensor, lengths: torch.Tensor, unit: bool = True) -> torch.Tensor:
-        """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim), L2-normalised unless
-        ``unit`` is False (training with ``config.unit_users`` False: the norm is a user's
-        inverse temperature)."""
+    def forward(self, pins: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim) L2-normalised."""
         t = pins.shape[1]
         positions = torch.arange(t, device=pins.device)
         x = F.dropout(self.inp(pins) + self.position(positions), self.hidden_dropout, self.training)
         mask = positions[None, :] < lengths[:, None]
         for layer in self.layers:
             x = layer(x, key_mask=mask, causal=True)
-        out = self.out(self.norm(x))
-        return F.normalize(out, dim=-1) if unit else out
+        return F.normalize(self.out(self.norm(x)), dim=-1)

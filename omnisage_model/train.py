@@ -289,11 +289,9 @@ def _train(
                 seq = batch.sequences
                 seq_emb = torch.zeros(*seq.shape, emb.shape[1], device=device, dtype=emb.dtype)
                 seq_emb[(seq >= 0).to(device)] = emb[slices[part]]
-                out = model.embed_sequence(seq_emb, batch.sequence_length.to(device), unit=model_config.unit_users)
+                out = model.embed_sequence(seq_emb, batch.sequence_length.to(device))
                 brow, ustep, next_pos, future_pos = (t.to(device) for t in batch.user_queries)
                 queries = out[brow, ustep]
-                if not model_config.unit_users:  # the logits are q . p: the loss's temperature cancels
-                    queries = queries * config.temperature
                 for name, pos in (("user_next", next_pos), ("user_future", future_pos)):
                     if name == "user_future" and config.future_window == 1:
                         # A window of one action: the future target is the next one, the same

@@ -328,26 +328,3 @@ def test_the_model_package_runs_without_dagster_dgl_or_lancedb():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_users_that_keep_their_norm_train_differently_and_serve_unit_vectors(bundle):
-    """``unit_users=False`` adds no weight (runs compare seed for seed) but changes what the user
-    task trains; the user vectors served are unit all the same."""
-    from omnisage_model.config import TrainConfig
-    from omnisage_model.train import train
-
-    torch.manual_seed(0)
-    default = OmniSage(_config()).state_dict()
-    torch.manual_seed(0)
-    assert all(torch.equal(w, default[k]) for k, w in OmniSage(_config(unit_users=False)).state_dict().items())
-    user_task = TrainConfig(
-        steps=5, user_batch_size=8, random_negatives=32, pair_weight=0, feature_weight=0, warmup_steps=1, deterministic=True
-    )
-    trained = {}
-    for unit in (True, False):
-        config = _config(unit_users=unit)
-        store, tasks = load_training_inputs(bundle, config)
-        trained[unit] = train(store, tasks, config, user_task).model
-    assert not torch.equal(trained[True].sequence.out.weight, trained[False].sequence.out.weight)
-    pins = embed_nodes(trained[False], store)[: store.n_pins]
-    np.testing.assert_allclose(np.linalg.norm(embed_users(trained[False], pins, tasks), axis=1), 1.0, atol=1e-5)
