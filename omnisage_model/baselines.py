@@ -80,8 +80,8 @@ class FreePinUserModel(nn.Module):
             raise ValueError("FreePinUserModel embeds Pins only: train it on the user-entity task alone")
         return F.normalize(self.pins(idx), dim=-1)
 
-    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.sequence(pin_embeddings, lengths)
+    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor, unit: bool = True) -> torch.Tensor:
+        return self.sequence(pin_embeddings, lengths, unit)
 
 
 @dataclasses.dataclass

@@ -81,6 +81,14 @@ class TrainConfig:
     # a step embeds most Pins anyway (MovieLens: the standard sequential protocol).
     pin_candidates: str = "sampled"
     temperature: float = 0.05
+    # The user-entity task's sharpness per user. "fixed": cosine over ``temperature`` for every
+    # user. "capped": a user vector keeps its norm up to 1 / ``temperature`` (the logits are its
+    # dot product with the unit Pins), so a user the model is unsure of can soften its own
+    # softmax but none can be sharper than "fixed". A free norm lifts the in-house SASRec at
+    # length and, uncapped, overfits OmniSage (docs/sequential_protocol.md, sessions 40 to 42).
+    # Training only: served user vectors are unit either way, and a user's ranking of Pins
+    # does not depend on its norm.
+    user_scale: str = "fixed"
     lr: float = 5e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
@@ -121,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', not {self.lr_schedule!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie strictly between 0 and 1, not {self.ema_decay}")
+        if self.user_scale not in ("fixed", "capped"):
+            raise ValueError(f"user_scale must be 'fixed' or 'capped', not {self.user_scale!r}")
         if self.sequence_windows not in ("recent", "random"):
             raise ValueError(f"sequence_windows must be 'recent' or 'random', not {self.sequence_windows!r}")
 

@@ -122,6 +122,15 @@ def sampled_softmax_loss(
     return _WithGradients.apply(value / n, queries, candidates, grad_q.to(queries.dtype), grad_c.to(candidates.dtype))
 
 
+def capped_user_scale(queries: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``queries`` rescaled so that, divided by ``temperature`` in the loss, each row's logits are
+    its dot products with unit candidates at a norm of at most 1 / ``temperature``: a query
+    sharpens its own softmax up to the fixed temperature's, and softens it below that when
+    the model leaves it short."""
+    norm = queries.norm(dim=-1, keepdim=True)
+    return F.normalize(queries, dim=-1) * (norm * temperature).clamp(max=1.0)
+
+
 def candidate_log_q(
     in_batch_ids: torch.Tensor,
     random_ids: torch.Tensor,

@@ -249,8 +249,8 @@ class OmniSage(nn.Module):
             out = out.index_put((sel,), emb.to(out.dtype))
         return out
 
-    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.sequence(pin_embeddings, lengths)
+    def embed_sequence(self, pin_embeddings: torch.Tensor, lengths: torch.Tensor, unit: bool = True) -> torch.Tensor:
+        return self.sequence(pin_embeddings, lengths, unit)
 
 
 class UserSequenceModel(nn.Module):
@@ -279,12 +279,15 @@ class UserSequenceModel(nn.Module):
         self.out = nn.Linear(config.seq_width, config.out_dim)
         self.hidden_dropout = config.hidden_dropout
 
-    def forward(self, pins: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim) L2-normalised."""
+    def forward(self, pins: torch.Tensor, lengths: torch.Tensor, unit: bool = True) -> torch.Tensor:
+        """``pins`` (U, T, out_dim), right-padded; returns (U, T, out_dim), L2-normalised unless
+        ``unit`` is False (training with ``user_scale`` "capped": the norm is the user's own
+        inverse temperature)."""
         t = pins.shape[1]
         positions = torch.arange(t, device=pins.device)
         x = F.dropout(self.inp(pins) + self.position(positions), self.hidden_dropout, self.training)
         mask = positions[None, :] < lengths[:, None]
         for layer in self.layers:
             x = layer(x, key_mask=mask, causal=True)
-        return F.normalize(self.out(self.norm(x)), dim=-1)
+        out = self.out(self.norm(x))
+        return F.normalize(out, dim=-1) if unit else out

@@ -44,7 +44,7 @@ from omnisage_model.data import (
     history_windows,
     read_bundle,
 )
-from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
+from omnisage_model.losses import CountMinSketch, candidate_log_q, capped_user_scale, sampled_softmax_loss
 from omnisage_model.model import OmniSage, feature_widths
 
 
@@ -289,9 +289,10 @@ def _train(
                 seq = batch.sequences
                 seq_emb = torch.zeros(*seq.shape, emb.shape[1], device=device, dtype=emb.dtype)
                 seq_emb[(seq >= 0).to(device)] = emb[slices[part]]
-                out = model.embed_sequence(seq_emb, batch.sequence_length.to(device))
+                capped = config.user_scale == "capped"
+                out = model.embed_sequence(seq_emb, batch.sequence_length.to(device), unit=not capped)
                 brow, ustep, next_pos, future_pos = (t.to(device) for t in batch.user_queries)
-                queries = out[brow, ustep]
+                queries = capped_user_scale(out[brow, ustep], config.temperature) if capped else out[brow, ustep]
                 for name, pos in (("user_next", next_pos), ("user_future", future_pos)):
                     if name == "user_future" and config.future_window == 1:
                         # A window of one action: the future target is the next one, the same

@@ -18,7 +18,7 @@ from omnisage_model.config import ModelConfig
 from omnisage_model.data import BOARD_TYPE, PIN_TYPE, BundleError, entity_keys
 from omnisage_model.inference import embed_nodes, embed_users
 from omnisage_model.layers import EncoderLayer
-from omnisage_model.losses import CountMinSketch, candidate_log_q, sampled_softmax_loss
+from omnisage_model.losses import CountMinSketch, candidate_log_q, capped_user_scale, sampled_softmax_loss
 from omnisage_model.model import OmniSage, UserSequenceModel
 from omnisage_model.train import load_training_inputs
 
@@ -253,6 +253,15 @@ def test_log_q_makes_mixed_candidates_an_unbiased_partition_function():
     assert torch.stack(estimates).mean().item() == pytest.approx(score.exp().sum().item(), rel=0.03)
 
 
+def test_capped_user_scale_softens_short_users_and_caps_long_ones_at_the_temperature():
+    """Over a temperature of 0.05 the logits are the raw dot product up to a norm of 20, and
+    cosine over 0.05 (the fixed scale) beyond it."""
+    queries = torch.tensor([[3.0, 4.0], [300.0, 400.0], [0.0, 20.0]])
+    pin = torch.tensor([0.6, 0.8])
+    logits = capped_user_scale(queries, 0.05) @ pin / 0.05
+    torch.testing.assert_close(logits, torch.tensor([5.0, 20.0, 16.0]))
+
+
 def test_count_min_sketch_never_underestimates_and_finds_heavy_hitters():
     rng = np.random.default_rng(0)
     ids = np.concatenate([np.full(5000, 123), rng.integers(0, 100_000, size=20_000)])
@@ -328,3 +337,25 @@ def test_the_model_package_runs_without_dagster_dgl_or_lancedb():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_capped_users_train_differently_from_fixed_ones_and_serve_unit_vectors(bundle):
+    """``user_scale="capped"`` adds no weight (runs compare seed for seed) but changes what the
+    user task trains; the user vectors served are unit all the same."""
+    from omnisage_model.config import TrainConfig
+    from omnisage_model.train import train
+
+    config = _config()
+    store, tasks = load_training_inputs(bundle, config)
+    trained = {}
+    for scale in ("fixed", "capped"):
+        user_task = TrainConfig(
+            steps=5, user_batch_size=8, random_negatives=32, pair_weight=0, feature_weight=0, warmup_steps=1,
+            deterministic=True, user_scale=scale,
+        )
+        trained[scale] = train(store, tasks, config, user_task).model
+    assert not torch.equal(trained["fixed"].sequence.out.weight, trained["capped"].sequence.out.weight)
+    pins = embed_nodes(trained["capped"], store)[: store.n_pins]
+    np.testing.assert_allclose(np.linalg.norm(embed_users(trained["capped"], pins, tasks), axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="user_scale"):
+        TrainConfig(user_scale="free")
